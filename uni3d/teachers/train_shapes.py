@@ -1,0 +1,176 @@
+"""Train the shapes teacher from scratch on Shapes World renders (CPU, about 80 minutes on 2 cores).
+
+    uni3d teacher train --out assets/teachers/shapes-v1 [--run-dir runs/teacher] [--resume]
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from uni3d.cameras import Cameras, camera_features
+from uni3d.teachers.shapes_layout import TeacherMeta, build_scheduler, build_text_encoder, build_unet, save_teacher
+from uni3d.world.captions import sample_captions
+from uni3d.world.dataset import ShapesDataset, generate
+
+
+@dataclass
+class TeacherTrainConfig:
+    """Training recipe of the shapes teacher."""
+
+    out: Path = Path("assets/teachers/shapes-v1")
+    """Where the finished teacher (diffusers layout) is written."""
+    run_dir: Path = Path("runs/teacher")
+    """Working directory: dataset cache, checkpoints, loss log."""
+    resume: bool = False
+    """Continue from the last checkpoint in run_dir."""
+    steps: int = 4000
+    """Optimisation steps."""
+    batch_size: int = 48
+    """Images per step."""
+    lr: float = 5e-4
+    """Peak learning rate (AdamW), reached after warmup, cosine-decayed to lr_min."""
+    lr_min: float = 3e-5
+    """Final learning rate."""
+    warmup: int = 100
+    """Linear warm-up steps."""
+    ema_decay: float = 0.999
+    """Decay of the exponential moving average whose weights are shipped."""
+    min_snr_gamma: float = 5.0
+    """Min-SNR loss weighting (Hang et al. 2023); 0 disables it."""
+    camera_dropout: float = 0.15
+    """Fraction of images whose camera is withheld, so the teacher also works without one."""
+    dataset_size: int = 40000
+    """Number of renders generated once and cached in run_dir."""
+    resolution: int = 32
+    """Image side in pixels."""
+    seed: int = 0
+    """Seed of the dataset, initialisation and batches."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+    bf16: bool = True
+    """bfloat16 autocast for the UNet (needs a CPU with bf16 support to be fast)."""
+
+
+def _lr_at(cfg: TeacherTrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def train(cfg: TeacherTrainConfig) -> Path:
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    data_path = cfg.run_dir / f"dataset-{cfg.dataset_size}-{cfg.resolution}-{cfg.seed}.pt"
+    if data_path.exists():
+        data = ShapesDataset.load(data_path)
+    else:
+        data = generate(cfg.dataset_size, cfg.resolution, seed=cfg.seed, progress=True)
+        data.save(data_path)
+
+    torch.manual_seed(cfg.seed)
+    meta = TeacherMeta(resolution=cfg.resolution)
+    unet = build_unet(meta)
+    tokenizer, text_encoder = build_text_encoder()
+    scheduler = build_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    abar = scheduler.alphas_cumprod.float()
+    ckpt_path, log_path = cfg.run_dir / "checkpoint.pt", cfg.run_dir / "loss.csv"
+    start = 0
+    if cfg.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        unet.load_state_dict(ckpt["unet"])
+        text_encoder.load_state_dict(ckpt["text_encoder"])
+        ema_unet.load_state_dict(ckpt["ema_unet"])
+        ema_text.load_state_dict(ckpt["ema_text"])
+        opt.load_state_dict(ckpt["opt"])
+        start = ckpt["step"]
+        print(f"resumed at step {start}")
+    elif log_path.exists():
+        log_path.unlink()
+
+    def save_checkpoint(step: int) -> None:
+        state = {
+            "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+            "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
+            "opt": opt.state_dict(), "step": step,
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt_path)
+
+    stop = {"now": False}
+    def _on_signal(signum, frame):  # finish the step, checkpoint, exit
+        stop["now"] = True
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    u = meta.unshuffle
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if start == 0:
+        writer.writerow(["step", "loss", "lr", "seconds"])
+    t0 = time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training shapes teacher", unit="step")
+    step = start
+    for step in bar:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+        x0 = F.pixel_unshuffle(data.float_images(idx), u)
+        captions = sample_captions(data.shape_idx[idx], data.colour_idx[idx], generator=g)
+        cams = Cameras(data.azimuth[idx], data.elevation[idx])
+        cam = camera_features(cams, cfg.batch_size)
+        cam = cam * (torch.rand(cfg.batch_size, 1, generator=g) >= cfg.camera_dropout)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        a = abar[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            cond = text_encoder(tokenizer(captions))
+            pred = unet(x_t, t, encoder_hidden_states=cond, class_labels=cam).sample
+        per = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))
+        if cfg.min_snr_gamma > 0:
+            snr = abar[t] / (1 - abar[t])
+            per = per * snr.clamp(max=cfg.min_snr_gamma) / snr
+        loss = per.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
+                for pe, pl in zip(ema.parameters(), live.parameters()):
+                    pe.lerp_(pl, 1 - decay)
+        writer.writerow([step + 1, f"{loss.item():.5f}", f"{_lr_at(cfg, step):.2e}", f"{time.time() - t0:.1f}"])
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or stop["now"]:
+            log.flush()
+            save_checkpoint(step + 1)
+        if stop["now"]:
+            print(f"\ninterrupted: checkpoint at step {step + 1} in {ckpt_path}; rerun with --resume")
+            log.close()
+            raise SystemExit(130)
+    log.close()
+    for s, h in old.items():
+        signal.signal(s, h)
+    save_checkpoint(cfg.steps)
+    save_teacher(cfg.out, ema_unet, ema_text, tokenizer, scheduler, meta)
+    return cfg.out
