@@ -54,6 +54,11 @@ class Teacher(nn.Module, ABC):
     resolution: int
     name: str
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights (cache keys of teacher samples); the name unless overridden."""
+        return self.name
+
     def __init__(self, alphas_cumprod: torch.Tensor):
         super().__init__()
         self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)

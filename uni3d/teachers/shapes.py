@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -76,7 +77,14 @@ class ShapesTeacher(Teacher):
             scheduler = DDPMScheduler.from_pretrained(current)
         except Exception as exc:  # corrupt JSON or safetensors
             raise AssetError(f"shapes teacher file unreadable: {current} ({type(exc).__name__}); {RESTORE_HINT}") from exc
-        return ShapesTeacher(unet, text_encoder, tokenizer, scheduler, meta, name=f"shapes:{directory.name}")
+        teacher = ShapesTeacher(unet, text_encoder, tokenizer, scheduler, meta, name=f"shapes:{directory.name}")
+        weights = directory / "unet" / "diffusion_pytorch_model.safetensors"
+        teacher._fingerprint = f"{teacher.name}:{hashlib.sha1(weights.read_bytes()).hexdigest()[:12]}"
+        return teacher
+
+    @property
+    def fingerprint(self) -> str:
+        return getattr(self, "_fingerprint", self.name)
 
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         if rgb.shape[-1] != self.resolution:

@@ -1,0 +1,112 @@
+"""The LoRA fake score shares the teacher's UNet, and owns nothing of it."""
+
+import pytest
+import torch
+
+from uni3d.cameras import Cameras
+from uni3d.guidance.config import GuidanceConfig
+from uni3d.guidance.distill import guidance_loss
+from uni3d.teachers.fake_score import FakeScore, FakeScoreConfig, camera_conditioning
+
+
+@pytest.fixture(params=["shapes", "sd"])
+def teacher(request, tiny_shapes_teacher, tiny_sd_teacher):
+    return tiny_shapes_teacher if request.param == "shapes" else tiny_sd_teacher
+
+
+def _inputs(teacher, b=2):
+    cams = Cameras.from_angles([0.0, 120.0][:b], [10.0, 30.0][:b])
+    x0 = teacher.encode(torch.rand(b, 3, teacher.resolution, teacher.resolution))
+    return x0, camera_conditioning(teacher, "a red mug", cams)
+
+
+def test_teacher_unchanged_by_adapter(teacher):
+    x0, cond = _inputs(teacher)
+    t = torch.tensor([100, 600])
+    before = teacher.eps(x0, t, cond, 3.0)
+    fake = FakeScore(teacher)
+    with torch.no_grad():
+        for p in fake.trainable_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    after = teacher.eps(x0, t, cond, 3.0)
+    assert torch.allclose(before, after, atol=1e-6)
+    eps_F, logit = fake.eps(x0, t, cond)
+    assert not torch.allclose(eps_F, teacher.unet_eps(x0, t, cond.text, cond.camera), atol=1e-4)
+    assert logit.shape == (2,)
+
+
+def test_checkpoint_holds_only_the_adapter(teacher):
+    fake = FakeScore(teacher)
+    state = fake.adapter_state()
+    assert set(state) == {"lora", "camera_embedding", "ratio_head"}
+    assert all("lora_" in k for k in state["lora"])
+    assert not any(k.startswith("teacher") for k in fake.state_dict())
+    n_teacher = sum(p.numel() for n, p in teacher.named_parameters() if "lora_" not in n)
+    n_saved = sum(v.numel() for part in state.values() for v in part.values())
+    assert n_saved < n_teacher / 4
+
+
+def test_adapter_state_roundtrip(tiny_shapes_teacher):
+    fake = FakeScore(tiny_shapes_teacher)
+    with torch.no_grad():
+        for p in fake.trainable_parameters():
+            p.add_(torch.randn_like(p))
+    state = fake.adapter_state()
+    x0, cond = _inputs(tiny_shapes_teacher)
+    t = torch.tensor([50, 500])
+    want, _ = fake.eps(x0, t, cond)
+    with torch.no_grad():
+        for p in fake.trainable_parameters():
+            p.zero_()
+    fake.load_adapter_state(state)
+    got, _ = fake.eps(x0, t, cond)
+    assert torch.allclose(want, got)
+
+
+def test_online_training_fits_the_renders(tiny_shapes_teacher):
+    torch.manual_seed(0)
+    fake = FakeScore(tiny_shapes_teacher, FakeScoreConfig(lr=3e-3, t_max=0.5))
+    opt = torch.optim.Adam(fake.trainable_parameters(), lr=3e-3)
+    x0, cond = _inputs(tiny_shapes_teacher)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        out = fake.loss(x0, cond, real_x0=torch.zeros_like(x0), generator=g)
+        opt.zero_grad()
+        (out["loss_fake"] + out["loss_ratio"]).backward()
+        opt.step()
+        losses.append(out["loss_ratio"].item())
+    assert sum(losses[-10:]) / 10 < 0.85 * sum(losses[:10]) / 10  # the head separates renders from "real" zeros
+
+
+def test_pathwise_terms_reach_the_render_through_both_networks(tiny_shapes_teacher):
+    teacher = tiny_shapes_teacher
+    fake = FakeScore(teacher)
+    with torch.no_grad():
+        for p in fake.lora_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    calls = []
+    teacher.unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(gi[0].shape[0]))
+    rgb = torch.rand(2, 3, 16, 16, requires_grad=True)
+    _, cond = _inputs(teacher)
+    cfg = GuidanceConfig(method="uni-instruct", divergence="rkl", di=False, cross=False, normalise=False, cfg_scale=2.0)
+    res = guidance_loss(cfg, teacher, fake, teacher.encode(rgb), cond, step=0, generator=torch.Generator().manual_seed(0))
+    res.loss.backward()
+    assert rgb.grad is not None and rgb.grad.abs().sum() > 0
+    assert sorted(calls) == [2, 4]  # the fake pass (B) and the teacher's CFG pass (2B)
+    assert all(p.grad is None for p in teacher.parameters())  # frozen teacher and frozen LoRA
+    assert all(p.grad is None for p in fake.parameters())
+
+
+def test_sds_and_vsd_never_differentiate_the_networks(tiny_shapes_teacher):
+    teacher = tiny_shapes_teacher
+    fake = FakeScore(teacher)
+    calls = []
+    teacher.unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(1))
+    _, cond = _inputs(teacher)
+    for method in ("sds", "vsd"):
+        rgb = torch.rand(2, 3, 16, 16, requires_grad=True)
+        res = guidance_loss(GuidanceConfig(method=method), teacher, fake, teacher.encode(rgb), cond, 0)
+        res.loss.backward()
+        assert rgb.grad.abs().sum() > 0
+    assert calls == []

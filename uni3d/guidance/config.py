@@ -1,0 +1,102 @@
+"""Typed configuration of a guidance method; every field docstring is its ``--help``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from uni3d.errors import UserError
+from uni3d.guidance.divergences import DIVERGENCES
+
+Method = Literal["sds", "vsd", "uni-instruct"]
+METHODS = ("sds", "vsd", "uni-instruct")
+
+
+@dataclass
+class GuidanceConfig:
+    """How a rendered view is turned into a gradient."""
+
+    method: Method = "uni-instruct"
+    """sds (DreamFusion), vsd (ProlificDreamer) or uni-instruct (an f-divergence, see --divergence)."""
+    divergence: str = "fkl"
+    """Uni-Instruct's divergence: rkl, fkl, jeffreys, js, neyman, pearson, hellinger or alpha."""
+    alpha: float | None = None
+    """Exponent of the alpha divergence (only with --divergence alpha)."""
+    cfg_scale: float = 7.5
+    """Classifier-free guidance scale of the teacher."""
+    t_min: float = 0.02
+    """Lowest diffusion time, as a fraction of the teacher's noise table."""
+    t_max: float = 0.98
+    """Highest diffusion time at the start of the run."""
+    t_max_end: float = 0.98
+    """Highest diffusion time after annealing (equal to t_max: no annealing)."""
+    anneal_start: int = 0
+    """Step at which the maximum time starts moving from t_max to t_max_end."""
+    anneal_steps: int = 1
+    """Steps over which it moves (linearly)."""
+    weighting: Literal["s2", "one"] = "s2"
+    """Time weighting w(t): s2 = s_t^2 (= 1 - abar_t), or one."""
+    normalise: bool = True
+    """Uni-Instruct: divide each sample's loss by mean|x0 - x0_hat_T| (stop-gradient), as DMD and SiD do."""
+    sim: bool = True
+    """Uni-Instruct: include the SIM term (pathwise)."""
+    fgm: bool = True
+    """Uni-Instruct: include the FGM term (pathwise)."""
+    di: bool = True
+    """Uni-Instruct: include the DI (VSD-direction) term."""
+    cross: bool = True
+    """Uni-Instruct: include the cross term (unbiased when dx0/dtheta varies by sample)."""
+    ratio_warmup: int = 200
+    """Uni-Instruct: steps with rho = 1 before the discriminator's ratio is used."""
+    ratio_clamp: float = 10.0
+    """Clamp of the discriminator logit before rho = exp(logit)."""
+    ratio_samples: int = 32
+    """Uni-Instruct: teacher samples drawn once per prompt (cached on disk) as the ratio's real data."""
+    gan_weight: float = 0.0
+    """Uni-Instruct: weight of the optional non-saturating GAN term on the renders."""
+    loss_scale: float = 1.0
+    """Multiplier of the guidance loss."""
+    grad_clip: float = 0.0
+    """Clip the norm of the per-sample gradient on x0 (0: off)."""
+
+    def validate(self) -> GuidanceConfig:
+        """Raise UserError with a one-line message for any invalid value."""
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.divergence not in DIVERGENCES:
+            raise UserError(f"unknown divergence {self.divergence!r}; choose one of {', '.join(DIVERGENCES)}")
+        if self.divergence == "alpha" and (self.alpha is None or not math.isfinite(self.alpha) or self.alpha in (0, 1)):
+            raise UserError("--divergence alpha needs --alpha, a finite number other than 0 and 1")
+        if self.divergence != "alpha" and self.alpha is not None:
+            raise UserError("--alpha applies to --divergence alpha only")
+        if not (0 <= self.t_min < self.t_max <= 1 and self.t_min < self.t_max_end <= 1):
+            raise UserError("need 0 <= t_min < t_max <= 1 and t_min < t_max_end <= 1")
+        for name in ("cfg_scale", "ratio_clamp", "anneal_steps", "ratio_samples"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive")
+        for name in ("gan_weight", "grad_clip", "ratio_warmup", "loss_scale"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+        return self
+
+    @property
+    def needs_fake_score(self) -> bool:
+        return self.method != "sds"
+
+    def t_range(self, step: int) -> tuple[float, float]:
+        """``(t_min, t_max(step))`` as fractions of the noise table."""
+        frac = min(1.0, max(0.0, (step - self.anneal_start) / self.anneal_steps))
+        return self.t_min, self.t_max + frac * (self.t_max_end - self.t_max)
+
+    def sample_t(self, n: int, step: int, num_train_timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Integer timesteps uniform in the current range."""
+        lo, hi = self.t_range(step)
+        lo_i, hi_i = int(lo * num_train_timesteps), min(num_train_timesteps - 1, int(hi * num_train_timesteps))
+        return torch.randint(lo_i, max(lo_i, hi_i) + 1, (n,), generator=generator)
+
+    def weight(self, s_t: torch.Tensor) -> torch.Tensor:
+        """``w(t)`` from ``s_t`` (B, 1, 1, 1)."""
+        return torch.ones_like(s_t) if self.weighting == "one" else s_t**2

@@ -1,0 +1,92 @@
+"""From a rendered view in the teacher's space to its guidance loss: the two scores, then a formula.
+
+Shared by the 2D mode and the 3D trainer, so every method sees the same teacher passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from uni3d.guidance.config import GuidanceConfig
+from uni3d.guidance.losses import UniInstructTerms, sds_grad, surrogate_loss, uni_instruct_loss, vsd_grad
+from uni3d.teachers.base import Conditioning, Teacher
+from uni3d.teachers.fake_score import FakeScore
+
+
+@dataclass
+class GuidanceResult:
+    """The guidance loss of a batch and what to log about it."""
+
+    loss: torch.Tensor
+    t: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _clip_per_sample(max_norm: float):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        norm = grad.flatten(1).norm(dim=-1).clamp(min=1e-12)
+        scale = (max_norm / norm).clamp(max=1.0).view(-1, *([1] * (grad.dim() - 1)))
+        return grad * scale
+    return hook
+
+
+def guidance_loss(
+    cfg: GuidanceConfig,
+    teacher: Teacher,
+    fake: FakeScore | None,
+    x0: torch.Tensor,
+    cond: Conditioning,
+    step: int,
+    generator: torch.Generator | None = None,
+) -> GuidanceResult:
+    """The guidance loss of ``x0`` (B, ...) in the teacher's space; its gradient reaches ``x0`` only.
+
+    SDS and VSD run both networks without gradient and apply their gradient through the surrogate
+    loss; Uni-Instruct's SIM and FGM terms differentiate through both networks (weights frozen).
+    """
+    b = x0.shape[0]
+    t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0)
+    a_t, s_t = (v.to(x0) for v in teacher.a_s(t))
+    w = cfg.weight(s_t)
+    if cfg.grad_clip > 0 and x0.requires_grad:
+        x0.register_hook(_clip_per_sample(cfg.grad_clip))
+    stats: dict[str, float] = {}
+    if cfg.method in ("sds", "vsd"):
+        with torch.no_grad():
+            x_t = teacher.add_noise(x0.detach(), t, eps)
+            eps_T = teacher.eps(x_t, t, cond, cfg.cfg_scale)
+            if cfg.method == "sds":
+                g = sds_grad(eps_T, eps, w)
+            else:
+                assert fake is not None, "VSD needs a fake score"
+                eps_F, _ = fake.eps(x_t, t, cond)
+                g = vsd_grad(eps_T, eps_F, w)
+        loss = surrogate_loss(x0, g)
+        stats["grad_norm"] = g.flatten(1).norm(dim=-1).mean().item()
+        return GuidanceResult(cfg.loss_scale * loss, t, stats)
+
+    assert fake is not None, "Uni-Instruct needs a fake score"
+    terms = UniInstructTerms(cfg.sim, cfg.fgm, cfg.di, cfg.cross)
+    pathwise = cfg.sim or cfg.fgm or cfg.gan_weight > 0
+    x_t = teacher.add_noise(x0 if pathwise else x0.detach(), t, eps)
+    with fake.frozen(), torch.set_grad_enabled(pathwise and torch.is_grad_enabled()):
+        eps_T = teacher.eps(x_t, t, cond, cfg.cfg_scale)
+        eps_F, logit = fake.eps(x_t, t, cond)
+    if step < cfg.ratio_warmup:
+        rho = torch.ones(b, device=x0.device, dtype=x0.dtype)
+    else:
+        rho = torch.exp(logit.detach().clamp(-cfg.ratio_clamp, cfg.ratio_clamp)).to(x0)
+    per_sample = uni_instruct_loss(x0, eps, eps_T, eps_F, a_t, s_t, rho, cfg.divergence, cfg.alpha, w, terms)
+    if cfg.normalise:
+        x0_hat = (x_t.detach() - s_t * eps_T.detach()) / a_t
+        per_sample = per_sample / (x0.detach() - x0_hat).abs().flatten(1).mean(-1).clamp(min=1e-4)
+    loss = per_sample.mean()
+    if cfg.gan_weight > 0:
+        loss = loss + cfg.gan_weight * F.softplus(-logit).mean()
+    stats["rho_mean"] = rho.mean().item()
+    stats["logit_mean"] = logit.detach().mean().item()
+    return GuidanceResult(cfg.loss_scale * loss, t, stats)

@@ -1,0 +1,210 @@
+"""The fake score: the student's own diffusion model, a LoRA on the teacher's UNet (ProlificDreamer).
+
+One UNet in memory serves as teacher and fake score: the LoRA adapter (peft) and a camera
+embedding are switched on only inside :meth:`FakeScore.active`. The fake score is trained online
+by noise-prediction MSE on detached renders with camera dropout, and carries the density-ratio
+head of Uni-Instruct on its mid-block features. Its checkpoint holds the LoRA, the camera
+embedding and the ratio head, never the teacher.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from torch import nn
+
+from uni3d.cameras import CAMERA_FEATURES, Cameras, camera_features
+from uni3d.teachers.base import Conditioning, Teacher
+
+
+@dataclass
+class FakeScoreConfig:
+    """The fake score's adapter and its training."""
+
+    rank: int = 4
+    """LoRA rank on the UNet's attention projections."""
+    lr: float = 1e-3
+    """Learning rate of the LoRA, camera embedding and ratio head (AdamW)."""
+    camera_dropout: float = 0.1
+    """Fraction of its training views whose camera is withheld."""
+    t_min: float = 0.02
+    """Lowest diffusion time of its training noise, as a fraction of the table."""
+    t_max: float = 0.98
+    """Highest diffusion time of its training noise."""
+
+
+class CameraEmbedding(nn.Module):
+    """Camera features -> a vector added to the UNet's time embedding; starts at zero."""
+
+    def __init__(self, out_dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(CAMERA_FEATURES, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class _SumEmbedding(nn.Module):
+    """The teacher's own class embedding (if any) plus the fake score's camera embedding."""
+
+    def __init__(self, original: nn.Module | None, camera: CameraEmbedding):
+        super().__init__()
+        self.original, self.camera = original, camera
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.camera(features.to(self.camera.net[0].weight.dtype))
+        return out if self.original is None else out + self.original(features)
+
+
+class RatioHead(nn.Module):
+    """Discriminator on the UNet's mid-block features: a logit map averaged per sample.
+
+    Trained with real = noised teacher samples (label 1), fake = noised renders (label 0), its
+    logit estimates ``log(p_t / q_t)``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, 64, 1), nn.SiLU(), nn.Conv2d(64, 1, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features.float()).flatten(1).mean(-1)
+
+
+class FakeScore(nn.Module):
+    """LoRA + camera embedding + ratio head on a teacher's UNet.
+
+    ``state_dict()`` of this module holds only the camera embedding and the ratio head; use
+    :meth:`adapter_state` for the full checkpoint (the LoRA included).
+    """
+
+    def __init__(self, teacher: Teacher, config: FakeScoreConfig = FakeScoreConfig()):
+        super().__init__()
+        object.__setattr__(self, "teacher", teacher)  # not a submodule: kept out of state_dict
+        self.config = config
+        unet = teacher.unet
+        unet.add_adapter(LoraConfig(
+            r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        ))
+        unet.disable_adapters()
+        time_dim = unet.time_embedding.linear_2.out_features
+        self.camera_embedding = CameraEmbedding(time_dim)
+        self.ratio_head = RatioHead(unet.config.block_out_channels[-1])
+        self._mid: torch.Tensor | None = None
+        unet.mid_block.register_forward_hook(self._capture_mid)
+        self._active = False
+
+    # --- switching ---------------------------------------------------------------------------
+    def _capture_mid(self, module, inputs, output) -> None:
+        if self._active:
+            self._mid = output
+
+    @contextmanager
+    def active(self):
+        """Inside: the UNet is the fake score (LoRA on, camera embedding added)."""
+        unet = self.teacher.unet
+        original = unet.class_embedding
+        unet.enable_adapters()
+        unet.class_embedding = _SumEmbedding(original, self.camera_embedding)
+        self._active = True
+        try:
+            yield
+        finally:
+            self._active = False
+            unet.class_embedding = original
+            unet.disable_adapters()
+
+    def lora_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.teacher.unet.named_parameters() if "lora_" in n]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.lora_parameters() + list(self.camera_embedding.parameters()) + list(self.ratio_head.parameters())
+
+    @contextmanager
+    def frozen(self):
+        """Inside: no gradient reaches the fake score's own weights (the generator's losses)."""
+        params = self.trainable_parameters()
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, f in zip(params, flags):
+                p.requires_grad_(f)
+
+    # --- predictions -------------------------------------------------------------------------
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """``eps_F(x_t, t, camera)`` and the ratio head's logit ``log(p/q)`` per sample."""
+        camera = cond.camera if cond.camera is not None else torch.zeros(len(cond), CAMERA_FEATURES)
+        camera = camera.to(x_t)
+        with self.active():
+            out = self.teacher.unet_eps(x_t, t, cond.text, camera)
+            logit = self.ratio_head(self._mid)
+        self._mid = None
+        return out, logit
+
+    def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        T = self.teacher.num_train_timesteps
+        lo, hi = int(self.config.t_min * T), int(self.config.t_max * T)
+        return torch.randint(lo, hi + 1, (n,), generator=generator)
+
+    def loss(
+        self,
+        x0: torch.Tensor,
+        cond: Conditioning,
+        real_x0: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Noise-prediction MSE on detached renders ``x0`` (camera dropped for a fraction), and, given
+        ``real_x0`` (teacher samples, same batch size), the ratio head's BCE at the same t and noise.
+        One UNet pass serves both."""
+        x0 = x0.detach()
+        b = x0.shape[0]
+        t = self.sample_t(b, generator)
+        eps = torch.randn(x0.shape, generator=generator).to(x0)
+        drop = torch.rand(b, generator=generator) < self.config.camera_dropout
+        cond = cond.drop_camera(drop)
+        if real_x0 is not None:
+            x0 = torch.cat([x0, real_x0.to(x0)])
+            eps, t = torch.cat([eps, eps]), torch.cat([t, t])
+            cond = Conditioning(torch.cat([cond.text, cond.text]), torch.cat([cond.uncond, cond.uncond]),
+                                None if cond.camera is None else torch.cat([cond.camera, cond.camera]))
+        pred, logit = self.eps(self.teacher.add_noise(x0, t, eps), t, cond)
+        losses = {"loss_fake": F.mse_loss(pred[:b].float(), eps[:b].float())}
+        if real_x0 is not None:
+            labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(logit)
+            losses["loss_ratio"] = F.binary_cross_entropy_with_logits(logit, labels)
+        return losses
+
+    # --- checkpoint ---------------------------------------------------------------------------
+    def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Everything the fake score owns, nothing of the teacher."""
+        parts = {
+            "lora": get_peft_model_state_dict(self.teacher.unet),
+            "camera_embedding": self.camera_embedding.state_dict(),
+            "ratio_head": self.ratio_head.state_dict(),
+        }
+        return {name: {k: v.detach().clone() for k, v in part.items()} for name, part in parts.items()}
+
+    def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        set_peft_model_state_dict(self.teacher.unet, state["lora"])
+        self.camera_embedding.load_state_dict(state["camera_embedding"])
+        self.ratio_head.load_state_dict(state["ratio_head"])
+
+
+def camera_conditioning(teacher: Teacher, prompt: str, cams: Cameras) -> Conditioning:
+    """The teacher's conditioning with camera features always attached (the fake score is camera-aware
+    even when the teacher, like Stable Diffusion, is not)."""
+    cond = teacher.condition(prompt, cams)
+    if cond.camera is None:
+        cond = Conditioning(cond.text, cond.uncond, camera_features(cams, len(cams)).to(cond.text))
+    return cond
