@@ -18,7 +18,6 @@ import tyro
 from uni3d.errors import UserError
 
 
-
 def _arg(*aliases: str):
     return tyro.conf.arg(aliases=aliases)
 
@@ -71,9 +70,9 @@ def _positive(name: str, value: float) -> None:
 def run_teacher_sample(args: TeacherSample) -> None:
     import torch
 
-    from uni3d.cameras import CameraSampler, Cameras
+    from uni3d.cameras import Cameras, CameraSampler
     from uni3d.teachers import load_teacher
-    from uni3d.teachers.sampling import image_grid, sample
+    from uni3d.teachers.sampling import sample
 
     _positive("n", args.n)
     _positive("steps", args.steps)
@@ -139,10 +138,31 @@ def run_teacher_train(args) -> None:
     print(f"teacher written to {train(args)}")
 
 
+def run_generate(args) -> None:
+    from uni3d.generate import generate
+
+    out = generate(args)
+    print(f"run written to {out}")
+
+
+def _generate_default(argv: list[str]):
+    """GenerateConfig with the --config preset (if any) applied, so flags override the preset."""
+    from uni3d.config import GenerateConfig, load_preset
+
+    cfg = GenerateConfig()
+    for i, a in enumerate(argv):
+        path = a.split("=", 1)[1] if a.startswith("--config=") else (argv[i + 1] if a == "--config" and i + 1 < len(argv) else None)
+        if path:
+            cfg = load_preset(Path(path), cfg)
+    return cfg
+
+
 def _commands() -> dict[str, tuple[type, Callable, str]]:
+    from uni3d.config import GenerateConfig
     from uni3d.teachers.train_shapes import TeacherTrainConfig
 
     return {
+        "generate": (GenerateConfig, run_generate, "prompt -> 3D scene -> mesh (the main job)"),
         "teacher sample": (TeacherSample, run_teacher_sample, "draw images from a teacher"),
         "teacher train": (TeacherTrainConfig, run_teacher_train, "train the shapes teacher from scratch"),
         "world mesh": (WorldMesh, run_world_mesh, "ground-truth mesh of a Shapes World prompt"),
@@ -162,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         name = " ".join(argv[:words])
         if len(argv) >= words and name in commands:
             cls, fn, _ = commands[name]
-            args = tyro.cli(cls, args=argv[words:], prog=f"uni3d {name}", description=cls.__doc__)
             try:
+                default = _generate_default(argv[words:]) if name == "generate" else None
+                args = tyro.cli(cls, args=argv[words:], prog=f"uni3d {name}", description=cls.__doc__, default=default)
                 fn(args)
             except UserError as exc:
                 print(f"uni3d {name}: error: {exc}", file=sys.stderr)

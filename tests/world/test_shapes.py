@@ -1,11 +1,11 @@
 """The Shapes World spec pinned: SDF values at hand-computed points."""
 
 import math
+
 import pytest
 import torch
 
 from uni3d.world.shapes import COLOURS, SHAPE_NAMES, sdf
-
 
 CASES = [
     ("sphere", (0, 0, 0), -0.50),

@@ -21,7 +21,7 @@ class GuidanceConfig:
 
     method: Method = "uni-instruct"
     """sds (DreamFusion), vsd (ProlificDreamer) or uni-instruct (an f-divergence, see --divergence)."""
-    divergence: str = "fkl"
+    divergence: Literal["rkl", "fkl", "jeffreys", "js", "neyman", "pearson", "hellinger", "alpha"] = "fkl"
     """Uni-Instruct's divergence: rkl, fkl, jeffreys, js, neyman, pearson, hellinger or alpha."""
     alpha: float | None = None
     """Exponent of the alpha divergence (only with --divergence alpha)."""

@@ -36,6 +36,13 @@ class Conditioning:
     def __len__(self) -> int:
         return int(self.text.shape[0])
 
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        """Concatenate along the batch (all parts with or all without a camera)."""
+        cams = [p.camera for p in parts]
+        camera = None if any(c is None for c in cams) else torch.cat(cams)
+        return Conditioning(torch.cat([p.text for p in parts]), torch.cat([p.uncond for p in parts]), camera)
+
     def drop_camera(self, mask: torch.Tensor) -> Conditioning:
         """A copy with the camera zeroed where ``mask`` (B,) is True (camera dropout)."""
         if self.camera is None:

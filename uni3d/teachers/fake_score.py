@@ -142,15 +142,18 @@ class FakeScore(nn.Module):
                 p.requires_grad_(f)
 
     # --- predictions -------------------------------------------------------------------------
+    def _forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fake score's noise prediction and its mid-block features."""
+        camera = cond.camera if cond.camera is not None else torch.zeros(len(cond), CAMERA_FEATURES)
+        with self.active():
+            out = self.teacher.unet_eps(x_t, t, cond.text, camera.to(x_t))
+            mid, self._mid = self._mid, None
+        return out, mid
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """``eps_F(x_t, t, camera)`` and the ratio head's logit ``log(p/q)`` per sample."""
-        camera = cond.camera if cond.camera is not None else torch.zeros(len(cond), CAMERA_FEATURES)
-        camera = camera.to(x_t)
-        with self.active():
-            out = self.teacher.unet_eps(x_t, t, cond.text, camera)
-            logit = self.ratio_head(self._mid)
-        self._mid = None
-        return out, logit
+        out, mid = self._forward(x_t, t, cond)
+        return out, self.ratio_head(mid)
 
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         T = self.teacher.num_train_timesteps
@@ -164,23 +167,23 @@ class FakeScore(nn.Module):
         real_x0: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Noise-prediction MSE on detached renders ``x0`` (camera dropped for a fraction), and, given
-        ``real_x0`` (teacher samples, same batch size), the ratio head's BCE at the same t and noise.
-        One UNet pass serves both."""
+        """Noise-prediction MSE on detached renders ``x0`` (camera dropped for a fraction) and, given
+        ``real_x0`` (teacher samples, one per render), the ratio head's BCE at the same t and noise.
+
+        The head reads the UNet's features without back-propagating into them: the LoRA learns the
+        score alone, and the real half costs one forward pass without gradient.
+        """
         x0 = x0.detach()
         b = x0.shape[0]
-        t = self.sample_t(b, generator)
+        t = self.sample_t(b, generator).to(x0.device)
         eps = torch.randn(x0.shape, generator=generator).to(x0)
-        drop = torch.rand(b, generator=generator) < self.config.camera_dropout
-        cond = cond.drop_camera(drop)
+        cond = cond.drop_camera(torch.rand(b, generator=generator) < self.config.camera_dropout)
+        pred, mid_fake = self._forward(self.teacher.add_noise(x0, t, eps), t, cond)
+        losses = {"loss_fake": F.mse_loss(pred.float(), eps.float())}
         if real_x0 is not None:
-            x0 = torch.cat([x0, real_x0.to(x0)])
-            eps, t = torch.cat([eps, eps]), torch.cat([t, t])
-            cond = Conditioning(torch.cat([cond.text, cond.text]), torch.cat([cond.uncond, cond.uncond]),
-                                None if cond.camera is None else torch.cat([cond.camera, cond.camera]))
-        pred, logit = self.eps(self.teacher.add_noise(x0, t, eps), t, cond)
-        losses = {"loss_fake": F.mse_loss(pred[:b].float(), eps[:b].float())}
-        if real_x0 is not None:
+            with torch.no_grad():
+                _, mid_real = self._forward(self.teacher.add_noise(real_x0.to(x0), t, eps), t, cond)
+            logit = self.ratio_head(torch.cat([mid_fake.detach(), mid_real]))
             labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(logit)
             losses["loss_ratio"] = F.binary_cross_entropy_with_logits(logit, labels)
         return losses

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from uni3d.cameras import CameraSampler, Cameras
+from uni3d.cameras import Cameras, CameraSampler
 from uni3d.teachers.base import Teacher
 from uni3d.teachers.sampling import sample
 

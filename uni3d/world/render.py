@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from uni3d.cameras import Cameras
-from uni3d.world.shapes import BOUNDING_RADIUS, COLOURS, COLOUR_NAMES, SHAPE_NAMES, sdf_by_index
+from uni3d.world.shapes import BOUNDING_RADIUS, COLOUR_NAMES, COLOURS, SHAPE_NAMES, sdf_by_index
 
 LIGHT = torch.tensor([0.5, 1.0, 0.35]) / math.sqrt(0.5**2 + 1.0**2 + 0.35**2)
 """Unit direction towards the light, fixed in the world."""

@@ -1,0 +1,120 @@
+"""The configuration of a run, presets (sparse YAML overrides) and the run's plain-YAML record."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+import yaml
+
+from uni3d.errors import UserError
+from uni3d.export import ExportConfig
+from uni3d.guidance.config import GuidanceConfig
+from uni3d.scenes.nerf import NeRFConfig
+from uni3d.teachers.fake_score import FakeScoreConfig
+from uni3d.training import TrainConfig
+
+Flat = tyro.conf.OmitArgPrefixes
+
+
+@dataclass
+class GenerateConfig:
+    """Prompt to mesh: distil the teacher's guidance into a 3D scene (or images), then export a mesh."""
+
+    prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")] = ""
+    """What to make, e.g. "a red mug"."""
+    scene: Literal["nerf", "image"] = "nerf"
+    """The representation: nerf (default) or image (2D: one image, no mesh)."""
+    teacher: str = "shapes"
+    """"shapes" (embedded), a shapes teacher directory, or a Stable Diffusion directory or hub id."""
+    out: Path | None = None
+    """Run directory (default: runs/NAME)."""
+    name: str | None = None
+    """Run name under runs/ (default: from the prompt, method and seed); no path separators."""
+    config: Path | None = None
+    """A preset YAML (configs/*.yaml) applied before the flags."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint (its config.yaml is used)."""
+    overwrite: bool = False
+    """Replace an existing run directory."""
+    device: str = "cpu"
+    """torch device."""
+    formats: tuple[str, ...] = ("glb",)
+    """Mesh formats to write (glb, obj, ply)."""
+    progress: bool = True
+    """Show a progress bar."""
+    guidance: Annotated[GuidanceConfig, Flat] = field(default_factory=GuidanceConfig)
+    train: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
+    fake: FakeScoreConfig = field(default_factory=FakeScoreConfig)
+    nerf: NeRFConfig = field(default_factory=NeRFConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+RUN_KEYS = ("prompt", "scene", "teacher", "guidance", "train", "fake", "nerf", "export")
+"""What config.yaml records: everything that defines the result."""
+
+
+def to_plain(obj):
+    """Dataclasses, tuples and paths as plain YAML-able values."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def apply_overrides(obj, overrides: dict, where: str = ""):
+    """A copy of dataclass ``obj`` with the nested ``overrides`` applied; unknown keys are errors."""
+    if not isinstance(overrides, dict):
+        raise UserError(f"expected a mapping at {where or 'the top level'}, got {type(overrides).__name__}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise UserError(f"unknown setting {where + key!r}; known: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = apply_overrides(current, value, f"{where}{key}.")
+        else:
+            changes[key] = _coerce(value, hints[key])
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value, hint):
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _coerce(value, typing.get_args(hint)[0])
+    if hint is Path or (value is not None and Path in typing.get_args(hint)):
+        return Path(value)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def load_preset(path: Path, base: GenerateConfig) -> GenerateConfig:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"preset {path} not found; presets live in configs/") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"preset {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    return apply_overrides(base, data)
+
+
+def save_run_config(cfg: GenerateConfig, path: Path) -> None:
+    plain = to_plain(cfg)
+    path.write_text(yaml.safe_dump({k: plain[k] for k in RUN_KEYS}, sort_keys=False))
+
+
+def load_run_config(path: Path, base: GenerateConfig | None = None) -> GenerateConfig:
+    data = yaml.safe_load(path.read_text())
+    return apply_overrides(base or GenerateConfig(), data)

@@ -1,0 +1,111 @@
+"""Scene -> cleaned, coloured mesh in world units (y up, centred, never rescaled) -> .glb / .obj / .ply.
+
+The isosurface level is chosen automatically: the density level whose silhouettes best match
+the scene's own rendered opacity (alpha > 0.5) over a ring of views, so faint fog that renders as
+almost transparent is left out while the object is kept whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from uni3d.cameras import CameraSampler
+from uni3d.errors import UserError
+
+FORMATS = ("glb", "obj", "ply")
+
+
+@dataclass
+class ExportConfig:
+    """Mesh extraction."""
+
+    resolution: int = 128
+    """Marching-cubes grid resolution over the scene cube."""
+    level: float | None = None
+    """Density iso-level; None picks it automatically from the scene's silhouettes."""
+    min_component: float = 0.05
+    """Drop connected components with fewer faces than this fraction of the largest one."""
+    views: int = 8
+    """Views used to pick the level automatically."""
+
+
+class ExportError(UserError):
+    """The scene holds nothing that makes a mesh; the message says what to change."""
+
+
+def _silhouette_level(scene, views: int, resolution: int = 48) -> float:
+    """The density level whose binary silhouettes best match rendered alpha > 0.5 (IoU over views)."""
+    cams = CameraSampler().turntable(views, elevation=20.0)
+    cams = type(cams)(cams.azimuth, torch.tensor([20.0 if i % 2 else -5.0 for i in range(views)]), cams.radius, cams.fov)
+    with torch.no_grad():
+        out = scene.render(cams, resolution, jitter=False)
+        mask = (out.alpha > 0.5).flatten()
+        if mask.sum() == 0:
+            raise ExportError("the scene renders empty (no pixel reaches 50% opacity): train longer, or lower the "
+                              "opacity regulariser (loss_opacity)")
+        origins, dirs = cams.rays(resolution)
+        o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        n = 128
+        t = torch.linspace(0.8, 4.2, n)
+        pts = o[:, None] + t[None, :, None] * d[:, None]
+        inside = pts.norm(dim=-1) < scene.config.bound
+        sigma = torch.zeros(pts.shape[:2])
+        sigma[inside] = scene.density(pts[inside])
+        peak = sigma.max(dim=1).values
+    candidates = torch.quantile(peak[mask], torch.linspace(0.0, 0.95, 40))
+    best, best_iou = float(candidates[0]), -1.0
+    for c in candidates.tolist():
+        sil = peak > c
+        iou = (sil & mask).sum().item() / max(1, (sil | mask).sum().item())
+        if iou > best_iou:
+            best, best_iou = c, iou
+    return best
+
+
+def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool = False) -> trimesh.Trimesh:
+    """Marching cubes on the scene's density at an automatic level, small components removed,
+    vertex colours from the field."""
+    from skimage.measure import marching_cubes
+
+    level = cfg.level if cfg.level is not None else _silhouette_level(scene, cfg.views)
+    values, spacing = scene.density_grid(cfg.resolution)
+    values = values.numpy()
+    if not (values.min() < level < values.max()):
+        raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
+                          "train longer or pass --level")
+    verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
+    verts = verts - scene.config.bound
+    mesh = trimesh.Trimesh(verts, faces, process=True)
+    if mesh.volume < 0:  # denser inside: make normals point outwards
+        mesh.invert()
+    mesh = remove_small_components(mesh, cfg.min_component)
+    if len(mesh.faces) < 4:
+        raise ExportError("the extracted mesh is degenerate (fewer than 4 faces): train longer or lower --level")
+    with torch.no_grad():
+        rgb = scene.colour_at(torch.tensor(mesh.vertices, dtype=torch.float32), shaded=shaded_colours).numpy()
+    mesh.visual.vertex_colors = np.concatenate([(rgb * 255).round(), np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
+    return mesh
+
+
+def remove_small_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:
+    """Keep connected components with at least ``min_fraction`` of the largest one's faces (floaters go)."""
+    parts = mesh.split(only_watertight=False)
+    if len(parts) <= 1:
+        return mesh
+    biggest = max(len(p.faces) for p in parts)
+    kept = [p for p in parts if len(p.faces) >= min_fraction * biggest]
+    return trimesh.util.concatenate(kept)
+
+
+def save_mesh(mesh: trimesh.Trimesh, path: Path) -> Path:
+    """Write ``mesh``; the format follows the suffix (.glb, .obj, .ply)."""
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UserError(f"unsupported mesh format {path.suffix!r}: use one of {', '.join('.' + f for f in FORMATS)}")
+    mesh.export(path)
+    return path

@@ -1,0 +1,63 @@
+"""Position encodings of the NeRF: multi-resolution dense grids (pure torch) or a tinycudann hash grid."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DenseGridEncoding(nn.Module):
+    """Features trilinearly interpolated from dense grids at several resolutions, concatenated."""
+
+    def __init__(self, levels: tuple[int, ...], bound: float, features: int = 4, generator: torch.Generator | None = None):
+        super().__init__()
+        self.bound = bound
+        self.grids = nn.ParameterList(
+            [nn.Parameter(1e-2 * torch.randn(1, features, r, r, r, generator=generator)) for r in levels]
+        )
+        self.out_dim = features * len(levels)
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        coords = (xyz / self.bound).view(1, -1, 1, 1, 3)
+        feats = [F.grid_sample(g, coords, mode="bilinear", align_corners=True, padding_mode="border") for g in self.grids]
+        return torch.cat([f.view(f.shape[1], -1) for f in feats]).t()
+
+
+class TcnnHashGridEncoding(nn.Module):  # pragma: no cover - needs CUDA and tinycudann
+    """instant-NGP hash grid from tinycudann (CUDA only); same interface as DenseGridEncoding."""
+
+    def __init__(self, levels: tuple[int, ...], bound: float):
+        super().__init__()
+        import tinycudann as tcnn
+
+        n_levels, base, finest = 16, max(8, levels[0]), max(levels) * 8
+        self.bound = bound
+        self.encoding = tcnn.Encoding(3, {
+            "otype": "HashGrid", "n_levels": n_levels, "n_features_per_level": 2, "log2_hashmap_size": 19,
+            "base_resolution": base, "per_level_scale": math.exp(math.log(finest / base) / (n_levels - 1)),
+        })
+        self.out_dim = self.encoding.n_output_dims
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        return self.encoding(((xyz / self.bound + 1) / 2).clamp(0, 1)).float()
+
+
+def tcnn_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import tinycudann  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_encoding(levels: tuple[int, ...], bound: float, mode: str, device: torch.device,
+                  generator: torch.Generator | None = None) -> nn.Module:
+    """The hash grid where it can run (``mode="auto"``, CUDA, tinycudann importable), dense grids otherwise."""
+    if mode == "auto" and tcnn_available(device):
+        return TcnnHashGridEncoding(levels, bound)  # pragma: no cover
+    return DenseGridEncoding(levels, bound, generator=generator)

@@ -1,0 +1,226 @@
+"""A NeRF for score distillation: multi-resolution dense grids + a small MLP, in pure torch.
+
+Density comes from summed dense grids plus a centred "blob" bias (Magic3D-style) so the scene
+starts as a soft ball; albedo from multi-resolution feature grids and a small MLP. An occupancy
+grid skips empty space. On CUDA with tinycudann installed, a hash-grid encoding replaces the
+feature grids (``uni3d.scenes.encodings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uni3d.cameras import Cameras
+from uni3d.scenes.base import RenderOutput, Scene
+from uni3d.scenes.encodings import make_encoding
+
+
+@dataclass
+class NeRFConfig:
+    """The NeRF scene."""
+
+    bound: float = 0.9
+    """Half-size of the scene cube (world units); rays are marched inside the sphere of this radius."""
+    density_levels: tuple[int, ...] = (24, 48)
+    """Resolutions of the summed dense density grids."""
+    feature_levels: tuple[int, ...] = (12, 24, 48)
+    """Resolutions of the colour feature grids (4 features each)."""
+    hidden: int = 32
+    """Width of the colour MLP."""
+    samples_per_ray: int = 64
+    """Stratified samples per ray (before empty-space skipping)."""
+    blob_density: float = 5.0
+    """Peak of the initial density blob at the centre (log-density units)."""
+    blob_radius: float = 0.5
+    """Radius of the density blob (world units)."""
+    shading: Literal["albedo", "lambertian"] = "albedo"
+    """albedo: colour as is; lambertian: albedo times ambient + diffuse from a learned light direction
+    (learned from the teacher, never given the world's light)."""
+    background: Literal["white", "learned"] = "white"
+    """white (Shapes World) or a learned constant colour (Stable Diffusion)."""
+    lr_grid: float = 0.05
+    """Learning rate of the grids."""
+    lr_mlp: float = 0.005
+    """Learning rate of the MLP, light and background."""
+    occupancy_resolution: int = 32
+    """Resolution of the occupancy grid used to skip empty space."""
+    occupancy_every: int = 16
+    """Steps between occupancy-grid updates."""
+    occupancy_threshold: float = 0.01
+    """Cell opacity (over one sample step) below which a cell counts as empty."""
+    hash_grid: Literal["auto", "off"] = "auto"
+    """auto: a tinycudann hash grid when on CUDA with tinycudann installed; off: dense grids always."""
+    regularizers: dict[str, float] = field(default_factory=lambda: {"loss_opacity": 0.0, "loss_entropy": 0.0, "loss_orient": 0.0})
+    """Regulariser weights (loss_opacity: mean opacity, loss_entropy: binary entropy of opacity,
+    loss_orient: normals facing away from the camera)."""
+
+
+def _grid_sample(grid: torch.Tensor, xyz: torch.Tensor, bound: float) -> torch.Tensor:
+    """Trilinear lookup of (1, C, R, R, R) at world points (N, 3) -> (N, C); grid axes are (z, y, x)."""
+    coords = (xyz / bound).view(1, -1, 1, 1, 3)
+    return F.grid_sample(grid, coords, mode="bilinear", align_corners=True, padding_mode="border").view(grid.shape[1], -1).t()
+
+
+class NeRFScene(Scene):
+    """Radiance field with view-independent albedo and optional diffuse shading."""
+
+    def __init__(self, config: NeRFConfig = NeRFConfig(), seed: int = 0, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.config = c = config
+        g = torch.Generator().manual_seed(seed)
+        self.density_grids = nn.ParameterList(
+            [nn.Parameter(torch.zeros(1, 1, r, r, r)) for r in c.density_levels]
+        )
+        self.encoding = make_encoding(c.feature_levels, c.bound, c.hash_grid, torch.device(device), g)
+        self.mlp = nn.Sequential(nn.Linear(self.encoding.out_dim, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 3))
+        self.light = nn.Parameter(torch.tensor([0.0, 1.0, 0.0]))  # learned direction towards the light
+        self.ambient_logit = nn.Parameter(torch.tensor(-0.5))
+        self.background_logit = nn.Parameter(torch.full((3,), 4.0))
+        r = c.occupancy_resolution
+        self.register_buffer("occupancy", torch.ones(r, r, r, dtype=torch.bool))
+        self.step_size = 2 * c.bound / c.samples_per_ray
+
+    # --- fields -----------------------------------------------------------------------------
+    def density(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Volume density sigma >= 0 at world points (N, 3) -> (N,)."""
+        raw = sum(_grid_sample(grid, xyz, self.config.bound)[:, 0] for grid in self.density_grids)
+        blob = self.config.blob_density * (1 - xyz.norm(dim=-1) / self.config.blob_radius)
+        return torch.exp((raw + blob).clamp(max=12.0))
+
+    def albedo(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Albedo in [0, 1] at world points (N, 3) -> (N, 3)."""
+        return torch.sigmoid(self.mlp(self.encoding(xyz)))
+
+    def normals(self, xyz: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+        """Outward unit normals -grad(sigma)/|grad(sigma)| by central differences of log density."""
+        offsets = torch.eye(3, device=xyz.device) * eps
+        logd = lambda p: torch.log(self.density(p) + 1e-6)  # noqa: E731
+        grad = torch.stack([logd(xyz + o) - logd(xyz - o) for o in offsets], dim=-1)
+        return -grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+
+    @property
+    def background(self) -> torch.Tensor:
+        if self.config.background == "white":
+            return torch.ones(3, device=self.background_logit.device)
+        return torch.sigmoid(self.background_logit)
+
+    # --- rendering --------------------------------------------------------------------------
+    def render(self, cams: Cameras, resolution: int, shade: bool | None = None, jitter: bool | None = None) -> RenderOutput:
+        """Volume-render each camera; ``shade`` overrides the config's shading choice."""
+        c = self.config
+        shade = (c.shading == "lambertian") if shade is None else shade
+        jitter = self.training if jitter is None else jitter
+        origins, dirs = cams.rays(resolution)
+        dev = self.density_grids[0].device
+        o, d = origins.reshape(-1, 3).to(dev), dirs.reshape(-1, 3).to(dev)
+        n_rays, n_s = o.shape[0], c.samples_per_ray
+        # Near/far from the bounding sphere.
+        bo = (o * d).sum(-1)
+        disc = (bo * bo - (o * o).sum(-1) + c.bound**2).clamp(min=0).sqrt()
+        near, far = (-bo - disc).clamp(min=0), -bo + disc
+        u = torch.arange(n_s, device=dev).float().expand(n_rays, n_s)
+        u = u + (torch.rand(n_rays, n_s, device=dev) if jitter else 0.5)
+        t = near[:, None] + (far - near)[:, None] * u / n_s
+        delta = ((far - near) / n_s)[:, None].expand(-1, n_s)
+        pts = o[:, None] + t[..., None] * d[:, None]
+        keep = self._occupied(pts.reshape(-1, 3)) & (disc > 0).repeat_interleave(n_s)
+        idx = keep.nonzero().squeeze(-1)
+        sigma = torch.zeros(n_rays * n_s, device=dev)
+        colour = torch.zeros(n_rays * n_s, 3, device=dev)
+        normal = torch.zeros(n_rays * n_s, 3, device=dev)
+        if idx.numel():
+            p = pts.reshape(-1, 3)[idx]
+            sigma = sigma.index_put((idx,), self.density(p))
+            alb = self.albedo(p)
+            if shade:
+                n = self.normals(p)
+                normal = normal.index_put((idx,), n)
+                light = self.light / self.light.norm().clamp(min=1e-6)
+                amb = torch.sigmoid(self.ambient_logit)
+                alb = alb * (amb + (1 - amb) * (n * light).sum(-1, keepdim=True).clamp(min=0))
+            colour = colour.index_put((idx,), alb)
+        sigma, colour, normal = sigma.view(n_rays, n_s), colour.view(n_rays, n_s, 3), normal.view(n_rays, n_s, 3)
+        alpha = 1 - torch.exp(-sigma * delta)
+        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
+        w = alpha * trans
+        acc = w.sum(-1, keepdim=True)
+        rgb = (w[..., None] * colour).sum(1) + (1 - acc) * self.background
+        depth = (w * t).sum(-1, keepdim=True)
+        nrm = (w[..., None] * normal).sum(1)
+        b, r = len(cams), resolution
+        img = lambda x: x.view(b, r, r, -1).permute(0, 3, 1, 2)  # noqa: E731
+        aux = {"weights": w, "dirs": d, "normals_per_sample": normal} if shade else {"weights": w}
+        return RenderOutput(rgb=img(rgb), alpha=img(acc), depth=img(depth), normals=img(nrm) if shade else None, aux=aux)
+
+    def _occupied(self, pts: torch.Tensor) -> torch.Tensor:
+        r = self.config.occupancy_resolution
+        ijk = ((pts / self.config.bound + 1) / 2 * r).long().clamp(0, r - 1)
+        return self.occupancy[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+
+    @torch.no_grad()
+    def update_occupancy(self) -> None:
+        """Mark cells whose density (at centre and 8 jittered points) gives opacity above threshold."""
+        c, r = self.config, self.config.occupancy_resolution
+        axis = (torch.arange(r, device=self.occupancy.device).float() + 0.5) / r * 2 - 1
+        centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3) * c.bound
+        half = c.bound / r
+        best = torch.zeros(centres.shape[0], device=centres.device)
+        for k in range(9):
+            offset = 0 if k == 0 else (torch.rand_like(centres) * 2 - 1) * half
+            best = torch.maximum(best, self.density(centres + offset))
+        opacity = 1 - torch.exp(-best * self.step_size)
+        self.occupancy.copy_((opacity > c.occupancy_threshold).view(r, r, r))
+
+    # --- optimisation -----------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        c = self.config
+        return [
+            {"params": list(self.density_grids.parameters()) + list(self.encoding.parameters()), "lr": c.lr_grid, "name": "grids"},
+            {"params": list(self.mlp.parameters()) + [self.light, self.ambient_logit, self.background_logit],
+             "lr": c.lr_mlp, "name": "mlp"},
+        ]
+
+    def regularizers(self, out: RenderOutput, step: int) -> dict[str, torch.Tensor]:
+        weights = self.config.regularizers
+        losses = {}
+        a = out.alpha.clamp(1e-5, 1 - 1e-5)
+        if weights.get("loss_opacity", 0) > 0:
+            losses["loss_opacity"] = weights["loss_opacity"] * a.mean()
+        if weights.get("loss_entropy", 0) > 0:
+            losses["loss_entropy"] = weights["loss_entropy"] * (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
+        if weights.get("loss_orient", 0) > 0 and out.aux and "normals_per_sample" in out.aux:
+            w, n, d = out.aux["weights"], out.aux["normals_per_sample"], out.aux["dirs"]
+            facing = (n * d[:, None]).sum(-1).clamp(min=0) ** 2
+            losses["loss_orient"] = weights["loss_orient"] * (w.detach() * facing).sum(-1).mean()
+        return losses
+
+    def post_backward(self, step: int) -> None:
+        if step % self.config.occupancy_every == 0:
+            self.update_occupancy()
+
+    @torch.no_grad()
+    def density_grid(self, resolution: int = 128, chunk: int = 1 << 18) -> tuple[torch.Tensor, float]:
+        """Density on a ``resolution``^3 grid over the scene cube, indexed [x, y, z]; returns (values, spacing)."""
+        b = self.config.bound
+        axis = torch.linspace(-b, b, resolution)
+        pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3)
+        dev = self.density_grids[0].device
+        vals = torch.cat([self.density(pts[i:i + chunk].to(dev)).cpu() for i in range(0, len(pts), chunk)])
+        return vals.view(resolution, resolution, resolution), float(axis[1] - axis[0])
+
+    @torch.no_grad()
+    def colour_at(self, xyz: torch.Tensor, shaded: bool = False) -> torch.Tensor:
+        """Albedo (or shaded colour under the learned light) at points (N, 3)."""
+        alb = self.albedo(xyz)
+        if shaded:
+            n = self.normals(xyz)
+            light = self.light / self.light.norm()
+            amb = torch.sigmoid(self.ambient_logit)
+            alb = alb * (amb + (1 - amb) * (n * light).sum(-1, keepdim=True).clamp(min=0))
+        return alb
+

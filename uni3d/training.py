@@ -1,0 +1,206 @@
+"""One train step, and the Trainer that holds the clock, optimizers, checkpoints and progress.
+
+The Trainer holds no math: the formulas live in ``uni3d.guidance``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from uni3d.cameras import Cameras, CameraSampler
+from uni3d.guidance.config import GuidanceConfig
+from uni3d.guidance.distill import guidance_loss
+from uni3d.scenes.base import Scene
+from uni3d.teachers.base import Conditioning, Teacher
+from uni3d.teachers.fake_score import FakeScore, FakeScoreConfig, camera_conditioning
+from uni3d.teachers.sample_cache import cached_teacher_samples
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    steps: int = 1000
+    """Scene optimisation steps."""
+    views: int = 2
+    """Rendered views per step."""
+    resolution: int = 32
+    """Render resolution (pixels); the teacher resizes to its own."""
+    seed: int = 0
+    """Seed of the scene initialisation, cameras and noise: a seeded CPU run is deterministic."""
+    fake_steps: int = 1
+    """Fake-score (LoRA) steps per scene step (VSD, Uni-Instruct)."""
+    lr_scale: float = 1.0
+    """Multiplier of every scene learning rate."""
+    regularizer_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each scene regulariser by name (loss_opacity, loss_orient, ...); missing names weigh 1."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints (also written on SIGINT / SIGTERM and at the end)."""
+    log_every: int = 10
+    """Steps between lines of metrics.jsonl."""
+    elevation_range: tuple[float, float] = (-10.0, 45.0)
+    """Elevation range of the sampled views (degrees)."""
+
+
+class Interrupted(Exception):
+    """Raised after a checkpoint when SIGINT / SIGTERM arrived."""
+
+
+class Trainer:
+    """Optimises a scene so that its renders follow the teacher's guidance for a prompt.
+
+    Args:
+        prompts: one prompt for every view, or one per view (2D particles).
+        fixed_cameras: always render these views (2D mode) instead of sampling.
+    """
+
+    def __init__(self, cfg: TrainConfig, guidance: GuidanceConfig, fake: FakeScoreConfig, scene: Scene,
+                 teacher: Teacher, prompts: str | list[str], run_dir: Path | None = None,
+                 fixed_cameras: Cameras | None = None):
+        self.cfg, self.guidance, self.scene, self.teacher = cfg, guidance, scene, teacher
+        self.prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        self.run_dir = run_dir
+        self.fixed_cameras = fixed_cameras
+        self.sampler = CameraSampler(elevation_range=cfg.elevation_range)
+        groups = [dict(g, lr=g["lr"] * cfg.lr_scale) for g in scene.param_groups()]
+        self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        self.fake = FakeScore(teacher, fake) if guidance.needs_fake_score else None
+        self.fake_opt = torch.optim.AdamW(self.fake.trainable_parameters(), lr=fake.lr) if self.fake else None
+        self.real: dict[str, torch.Tensor] = {}
+        self.step, self.skipped = 0, 0
+        self.timings: dict[str, float] = {}
+
+    # --- data -------------------------------------------------------------------------------
+    def cameras(self, g: torch.Generator) -> Cameras:
+        return self.fixed_cameras if self.fixed_cameras is not None else self.sampler.sample(self.cfg.views, g)
+
+    def conditioning(self, cams: Cameras) -> Conditioning:
+        if len(self.prompts) == 1:
+            return camera_conditioning(self.teacher, self.prompts[0], cams)
+        parts = [camera_conditioning(self.teacher, p, cams[i:i + 1]) for i, p in enumerate(self.prompts)]
+        return Conditioning.cat(parts)
+
+    def real_samples(self, g: torch.Generator, n: int) -> torch.Tensor | None:
+        """Cached teacher samples of each view's prompt: the ratio head's real data."""
+        gc = self.guidance
+        if gc.method != "uni-instruct":
+            return None
+        prompts = self.prompts * n if len(self.prompts) == 1 else self.prompts
+        for p in set(prompts):
+            if p not in self.real:
+                self.real[p], _ = cached_teacher_samples(self.teacher, p, gc.ratio_samples, gc.cfg_scale)
+        return torch.stack([self.real[p][torch.randint(len(self.real[p]), (1,), generator=g).item()] for p in prompts[:n]])
+
+    # --- the step ---------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        clock = time.perf_counter()
+        cams = self.cameras(g)                                               # 1 cameras
+        out = self.scene.render(cams, cfg.resolution)                        # 2 differentiable render
+        x0 = self.teacher.encode(out.rgb)                                    # 3 teacher space (grad flows)
+        cond = self.conditioning(cams)                                       # 4 prompt + camera per view
+        t_render = time.perf_counter()
+        guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g)  # 5-6 scores, formula
+        losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}      # 7 named losses
+        total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        t_guidance = time.perf_counter()
+        if self._grads_finite():                                             # 8 NaN guard
+            self.opt.step()
+        else:
+            self.skipped += 1
+        self.scene.post_backward(step)
+        fake_losses = {}
+        if self.fake is not None:                                            # 9 fake score follows the scene
+            real = self.real_samples(g, len(cams))
+            for _ in range(cfg.fake_steps):
+                fake_losses = self.fake.loss(x0.detach(), cond, real, g)
+                self.fake_opt.zero_grad(set_to_none=True)
+                sum(fake_losses.values()).backward()
+                self.fake_opt.step()
+        t_end = time.perf_counter()
+        for k, v in (("render", t_render - clock), ("guidance", t_guidance - t_render), ("fake", t_end - t_guidance)):
+            self.timings[k] = self.timings.get(k, 0.0) + v
+        return {**{k: float(v.detach()) for k, v in {**losses, **fake_losses}.items()},
+                "t": float(guided.t.float().mean()), **guided.stats}
+
+    def _grads_finite(self) -> bool:
+        grads = [p.grad for grp in self.opt.param_groups for p in grp["params"] if p.grad is not None]
+        if all(torch.isfinite(gr).all() for gr in grads):
+            return True
+        self.opt.zero_grad(set_to_none=True)
+        return False
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self, progress: bool = True) -> dict[str, float]:
+        """Run to ``cfg.steps`` from the current step; checkpoints on schedule and on SIGINT/SIGTERM."""
+        from tqdm import tqdm
+
+        stop = {"now": False}
+        handlers = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[s] = signal.signal(s, lambda *_: stop.__setitem__("now", True))
+            except ValueError:  # not the main thread
+                pass
+        metrics_file = open(self.run_dir / "metrics.jsonl", "a") if self.run_dir else None
+        bar = tqdm(range(self.step, self.cfg.steps), initial=self.step, total=self.cfg.steps, unit="step",
+                   disable=not progress, desc="distilling", dynamic_ncols=True)
+        last: dict[str, float] = {}
+        try:
+            for step in bar:
+                last = self.train_step(step)
+                self.step = step + 1
+                bar.set_postfix({k.removeprefix("loss_"): f"{v:.3g}" for k, v in last.items() if k.startswith("loss_")})
+                if metrics_file and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps):
+                    metrics_file.write(json.dumps({"step": self.step, **last, "skipped": self.skipped}) + "\n")
+                    metrics_file.flush()
+                if self.run_dir and (self.step % self.cfg.checkpoint_every == 0 or stop["now"]):
+                    self.save_checkpoint()
+                if stop["now"]:
+                    raise Interrupted(f"interrupted at step {self.step}")
+            if self.run_dir:
+                self.save_checkpoint()
+        finally:
+            bar.close()
+            if metrics_file:
+                metrics_file.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        return last
+
+    # --- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        """Scene, optimizers and fake-score adapter; never the teacher. Written atomically."""
+        state = {"step": self.step, "skipped": self.skipped, "scene": self.scene.state_dict(),
+                 "opt": self.opt.state_dict(), "timings": self.timings}
+        if self.fake is not None:
+            state["fake"] = self.fake.adapter_state()
+            state["fake_opt"] = self.fake_opt.state_dict()
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        self.scene.load_state_dict(state["scene"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.skipped = state["step"], state["skipped"]
+        self.timings = state.get("timings", {})
+        if self.fake is not None:
+            self.fake.load_adapter_state(state["fake"])
+            self.fake_opt.load_state_dict(state["fake_opt"])
+
