@@ -16,6 +16,7 @@ from typing import Annotated
 import tyro
 
 from uni3d.errors import UserError
+from uni3d.training import Interrupted
 
 
 def _arg(*aliases: str):
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             except UserError as exc:
                 print(f"uni3d {name}: error: {exc}", file=sys.stderr)
                 return 2
+            except Interrupted as exc:
+                print(f"uni3d {name}: {exc}; checkpoint saved, continue with --resume", file=sys.stderr)
+                return 130
             return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(commands))

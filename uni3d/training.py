@@ -100,6 +100,7 @@ class Trainer:
     # --- the step ---------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # scenes draw jitter from the global RNG: resumable
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         clock = time.perf_counter()
         cams = self.cameras(g)                                               # 1 cameras

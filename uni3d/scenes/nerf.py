@@ -51,7 +51,7 @@ class NeRFConfig:
     """Resolution of the occupancy grid used to skip empty space."""
     occupancy_every: int = 16
     """Steps between occupancy-grid updates."""
-    occupancy_threshold: float = 0.01
+    occupancy_threshold: float = 0.002
     """Cell opacity (over one sample step) below which a cell counts as empty."""
     hash_grid: Literal["auto", "off"] = "auto"
     """auto: a tinycudann hash grid when on CUDA with tinycudann installed; off: dense grids always."""

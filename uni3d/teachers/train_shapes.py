@@ -92,7 +92,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     abar = scheduler.alphas_cumprod.float()
     ckpt_path, log_path = cfg.run_dir / "checkpoint.pt", cfg.run_dir / "loss.csv"
-    start = 0
+    start, elapsed0, t0 = 0, 0.0, time.time()
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
         unet.load_state_dict(ckpt["unet"])
@@ -101,6 +101,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
         ema_text.load_state_dict(ckpt["ema_text"])
         opt.load_state_dict(ckpt["opt"])
         start = ckpt["step"]
+        elapsed0 = ckpt.get("elapsed", 0.0)
         print(f"resumed at step {start}")
     elif log_path.exists():
         log_path.unlink()
@@ -109,7 +110,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
         state = {
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
             "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
-            "opt": opt.state_dict(), "step": step,
+            "opt": opt.state_dict(), "step": step, "elapsed": elapsed0 + time.time() - t0,
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -159,7 +160,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
             for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
                 for pe, pl in zip(ema.parameters(), live.parameters()):
                     pe.lerp_(pl, 1 - decay)
-        writer.writerow([step + 1, f"{loss.item():.5f}", f"{_lr_at(cfg, step):.2e}", f"{time.time() - t0:.1f}"])
+        writer.writerow([step + 1, f"{loss.item():.5f}", f"{_lr_at(cfg, step):.2e}", f"{elapsed0 + time.time() - t0:.1f}"])
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 or stop["now"]:
             log.flush()
@@ -173,4 +174,26 @@ def train(cfg: TeacherTrainConfig) -> Path:
         signal.signal(s, h)
     save_checkpoint(cfg.steps)
     save_teacher(cfg.out, ema_unet, ema_text, tokenizer, scheduler, meta)
+    write_training_record(cfg)
     return cfg.out
+
+
+def write_training_record(cfg: TeacherTrainConfig) -> None:
+    """Copy the loss log into the teacher and write training.json (command, data, steps, wall time)."""
+    import json
+    import shutil
+    import sys
+
+    log = cfg.run_dir / "loss.csv"
+    shutil.copy(log, cfg.out / "loss.csv")
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    record = {
+        "command": "uni3d teacher train" + "".join(f" {a}" for a in sys.argv[1:] if a != "--resume"),
+        "steps": cfg.steps, "batch_size": cfg.batch_size, "images_seen": cfg.steps * cfg.batch_size,
+        "dataset_renders": cfg.dataset_size, "resolution": cfg.resolution, "seed": cfg.seed,
+        "wall_seconds": float(rows[-1]["seconds"]) if rows else None,
+        "final_loss_mean_last_100": sum(float(r["loss"]) for r in rows[-100:]) / max(1, len(rows[-100:])),
+        "threads": torch.get_num_threads(), "bf16": cfg.bf16,
+    }
+    (cfg.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,57 @@
+"""The NeRF scene: rendering contract, gradients, empty-space skipping."""
+
+import torch
+
+from uni3d.cameras import Cameras
+from uni3d.scenes.nerf import NeRFConfig, NeRFScene
+
+
+def _scene(**kw):
+    return NeRFScene(NeRFConfig(density_levels=(16,), feature_levels=(8, 16), samples_per_ray=32, **kw))
+
+
+def test_render_contract_and_gradients():
+    scene = _scene()
+    cams = Cameras.from_angles([0.0, 90.0], [10.0, 30.0])
+    out = scene.render(cams, 16)
+    assert out.rgb.shape == (2, 3, 16, 16) and out.alpha.shape == (2, 1, 16, 16) and out.depth.shape == (2, 1, 16, 16)
+    assert 0 <= out.rgb.min() and out.rgb.max() <= 1
+    out.rgb.mean().backward()
+    assert scene.density_grids[0].grad.abs().sum() > 0
+    assert all(p.grad is not None for p in scene.mlp.parameters())
+
+
+def test_blob_starts_opaque_at_the_centre_and_white_at_the_border():
+    scene = _scene(blob_density=8.0)
+    out = scene.render(Cameras.from_angles(0.0, 0.0), 16, jitter=False)
+    assert out.alpha[0, 0, 8, 8] > 0.9
+    assert out.alpha[0, 0, 0, 0] < 0.05
+    assert torch.allclose(out.rgb[0, :, 0, 0], torch.ones(3), atol=0.05)
+
+
+def test_lambertian_shading_returns_unit_normals():
+    scene = _scene(shading="lambertian", blob_density=8.0)
+    out = scene.render(Cameras.from_angles(30.0, 20.0), 16, jitter=False)
+    n = out.normals[0, :, 8, 8]
+    assert abs(n.norm().item() - 1) < 0.05
+    # the centre pixel of a ball faces the camera
+    cam = Cameras.from_angles(30.0, 20.0).positions()[0]
+    assert torch.dot(n, cam / cam.norm()) > 0.9
+
+
+def test_occupancy_skips_empty_space_without_changing_the_image():
+    scene = _scene(blob_density=8.0)
+    cams = Cameras.from_angles(45.0, 10.0)
+    full = scene.render(cams, 16, jitter=False).rgb
+    scene.update_occupancy()
+    assert 0.0 < scene.occupancy.float().mean() < 0.5
+    skipped = scene.render(cams, 16, jitter=False).rgb
+    assert torch.allclose(full, skipped, atol=2e-2)
+
+
+def test_regularizers_are_named_losses():
+    scene = _scene(shading="lambertian", regularizers={"loss_opacity": 1.0, "loss_entropy": 1.0, "loss_orient": 1.0})
+    out = scene.render(Cameras.from_angles(0.0, 0.0), 8)
+    losses = scene.regularizers(out, 0)
+    assert set(losses) == {"loss_opacity", "loss_entropy", "loss_orient"}
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())

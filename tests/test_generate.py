@@ -1,0 +1,200 @@
+"""`uni3d generate` end to end on a tiny random teacher: every method and scene, resume, bad input."""
+
+import json
+
+import pytest
+import torch
+import trimesh
+import yaml
+
+from uni3d.cli import main
+from uni3d.config import GenerateConfig, load_run_config
+from uni3d.generate import generate
+
+FAST = ["--steps", "3", "--views", "1", "--resolution", "16", "--export.resolution", "40", "--no-progress",
+        "--ratio-samples", "2", "--nerf.samples-per-ray", "24", "--checkpoint-every", "2"]
+
+
+@pytest.mark.parametrize("method", ["sds", "vsd", "uni-instruct"])
+def test_generate_nerf_writes_a_mesh(tiny_shapes_dir, tmp_path, method, monkeypatch):
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), "--method", method, "--out", str(out),
+                 "--formats", "glb", "ply", *FAST]) == 0
+    for name in ("config.yaml", "metrics.json", "metrics.jsonl", "multiview.png", "turntable.gif", "checkpoint.pt"):
+        assert (out / name).exists(), name
+    mesh = trimesh.load(out / "mesh.glb", force="mesh")
+    assert len(mesh.faces) > 0 and (out / "mesh.ply").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["method"] == method
+    # config.yaml is plain YAML that reloads into the same settings
+    assert yaml.safe_load((out / "config.yaml").read_text())["guidance"]["method"] == method
+    assert load_run_config(out / "config.yaml").guidance.method == method
+
+
+def test_generate_image_scene(tiny_shapes_dir, tmp_path):
+    out = tmp_path / "img"
+    assert main(["generate", "a blue cube", "--scene", "image", "--method", "sds", "--teacher", str(tiny_shapes_dir),
+                 "--out", str(out), *FAST]) == 0
+    assert (out / "image.png").exists() and not (out / "mesh.glb").exists()
+
+
+def test_checkpoint_never_holds_the_teacher(tiny_shapes_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), "--method", "vsd", "--out", str(out), *FAST]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert set(state["fake"]) == {"lora", "camera_embedding", "ratio_head"}
+    assert not any("unet" in k and "lora" not in k for k in state["fake"]["lora"])
+    assert not any(k.startswith("teacher") for k in state)
+
+
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shapes_dir, tmp_path, monkeypatch):
+    from uni3d.training import Trainer
+
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    args = ["generate", "a green torus", "--teacher", str(tiny_shapes_dir), "--method", "uni-instruct",
+            "--ratio-warmup", "0", *FAST[:-2], "--steps", "5", "--checkpoint-every", "2"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+
+    real_step = Trainer.train_step
+
+    def dying_step(self, step):
+        if step == 4:
+            raise KeyboardInterrupt  # killed after the checkpoint at step 4
+        return real_step(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--out", str(tmp_path / "killed")])
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert main(["generate", "--out", str(tmp_path / "killed"), "--resume", "--no-progress"]) == 0
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 5
+    for k in a["scene"]:
+        assert torch.equal(a["scene"][k], b["scene"][k]), k
+    for k in a["fake"]["lora"]:
+        assert torch.equal(a["fake"]["lora"][k], b["fake"]["lora"][k]), k
+
+
+def test_sigterm_checkpoints_and_exits_130(tiny_shapes_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "uni3d.cli", "generate", "a red cube", "--teacher", str(tiny_shapes_dir),
+                             "--method", "sds", "--out", str(out), *FAST[:-2], "--steps", "100000", "--checkpoint-every", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] >= 1
+
+
+BAD = [
+    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "-3"], "--steps must be positive"),
+    (["--cfg-scale", "0"], "--cfg-scale must be positive"),
+    (["--method", "dreamfusion"], None),
+    (["--divergence", "kl"], None),
+    (["--divergence", "alpha"], "--alpha"),
+    (["--name", "a/b"], "path separators"),
+    (["--formats", "stl"], "unknown mesh format"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD)
+def test_bad_input_exits_2_and_writes_nothing(tiny_shapes_dir, tmp_path, monkeypatch, capsys, extra, needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if needle is None else _no_raise():
+        rc = main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), *extra])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parse_errors_exit_2(tiny_shapes_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for extra in (["--method", "dreamfusion"], ["--steps", "many"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), *extra])
+        assert exc.value.code == 2
+
+
+def test_existing_out_needs_resume_or_overwrite(tiny_shapes_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_unwritable_out(tiny_shapes_dir, tmp_path, capsys):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that ignores permissions")
+        assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), "--out", str(locked / "run")]) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unknown_word_and_empty_prompt(tiny_shapes_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "a shiny mug", "--teacher", str(tiny_shapes_dir)]) == 2
+    assert main(["generate", "", "--teacher", str(tiny_shapes_dir)]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preset_then_flags(tmp_path):
+    from uni3d.cli import _generate_default
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("guidance:\n  method: sds\n  cfg_scale: 20\ntrain:\n  steps: 7\n")
+    cfg = _generate_default(["a red mug", "--config", str(preset)])
+    assert cfg.guidance.method == "sds" and cfg.guidance.cfg_scale == 20 and cfg.train.steps == 7
+    assert isinstance(cfg, GenerateConfig)
+
+
+def test_preset_unknown_key(tmp_path):
+    from uni3d.config import load_preset
+    from uni3d.errors import UserError
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("guidance:\n  methd: sds\n")
+    with pytest.raises(UserError, match="guidance.methd"):
+        load_preset(preset, GenerateConfig())
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_generate_function_returns_run_dir(tiny_shapes_dir, tmp_path):
+    from uni3d.config import apply_overrides
+
+    cfg = apply_overrides(GenerateConfig(prompt="a gray cone", teacher=str(tiny_shapes_dir), out=tmp_path / "r",
+                                         progress=False),
+                          {"guidance": {"method": "sds"}, "train": {"steps": 2, "views": 1, "resolution": 16},
+                           "export": {"resolution": 40}, "nerf": {"samples_per_ray": 24}})
+    assert generate(cfg) == tmp_path / "r"
