@@ -32,6 +32,13 @@ def test_generate_nerf_writes_a_mesh(tiny_shapes_dir, tmp_path, method, monkeypa
     assert load_run_config(out / "config.yaml").guidance.method == method
 
 
+def test_generate_gaussians_writes_a_mesh(tiny_shapes_dir, tmp_path):
+    out = tmp_path / "gs"
+    assert main(["generate", "a yellow sphere", "--scene", "gaussians", "--method", "sds", "--teacher", str(tiny_shapes_dir),
+                 "--out", str(out), "--gaussians.num-init", "300", *FAST]) == 0
+    assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 0
+
+
 def test_generate_image_scene(tiny_shapes_dir, tmp_path):
     out = tmp_path / "img"
     assert main(["generate", "a blue cube", "--scene", "image", "--method", "sds", "--teacher", str(tiny_shapes_dir),

@@ -14,6 +14,7 @@ import yaml
 from uni3d.errors import UserError
 from uni3d.export import ExportConfig
 from uni3d.guidance.config import GuidanceConfig
+from uni3d.scenes.gaussians import GaussiansConfig
 from uni3d.scenes.nerf import NeRFConfig
 from uni3d.teachers.fake_score import FakeScoreConfig
 from uni3d.training import TrainConfig
@@ -27,8 +28,8 @@ class GenerateConfig:
 
     prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")] = ""
     """What to make, e.g. "a red mug"."""
-    scene: Literal["nerf", "image"] = "nerf"
-    """The representation: nerf (default) or image (2D: one image, no mesh)."""
+    scene: Literal["nerf", "gaussians", "image"] = "nerf"
+    """The representation: nerf (default), gaussians, or image (2D: one image, no mesh)."""
     teacher: str = "shapes"
     """"shapes" (embedded), a shapes teacher directory, or a Stable Diffusion directory or hub id."""
     out: Path | None = None
@@ -51,10 +52,11 @@ class GenerateConfig:
     train: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
     fake: FakeScoreConfig = field(default_factory=FakeScoreConfig)
     nerf: NeRFConfig = field(default_factory=NeRFConfig)
+    gaussians: GaussiansConfig = field(default_factory=GaussiansConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-RUN_KEYS = ("prompt", "scene", "teacher", "guidance", "train", "fake", "nerf", "export")
+RUN_KEYS = ("prompt", "scene", "teacher", "guidance", "train", "fake", "nerf", "gaussians", "export")
 """What config.yaml records: everything that defines the result."""
 
 

@@ -38,25 +38,26 @@ class ExportError(UserError):
     """The scene holds nothing that makes a mesh; the message says what to change."""
 
 
-def _silhouette_level(scene, views: int, resolution: int = 48) -> float:
-    """The density level whose binary silhouettes best match rendered alpha > 0.5 (IoU over views)."""
+def _silhouette_level(scene, values: torch.Tensor, bound: float, views: int, resolution: int = 48) -> float:
+    """The density level whose binary silhouettes best match rendered alpha > 0.5 (IoU over views).
+
+    ``values`` is the density grid [x, y, z] over [-bound, bound]^3; rays sample it trilinearly, so
+    any scene with a density grid is handled the same way.
+    """
     cams = CameraSampler().turntable(views, elevation=20.0)
     cams = type(cams)(cams.azimuth, torch.tensor([20.0 if i % 2 else -5.0 for i in range(views)]), cams.radius, cams.fov)
     with torch.no_grad():
-        out = scene.render(cams, resolution, jitter=False)
-        mask = (out.alpha > 0.5).flatten()
-        if mask.sum() == 0:
-            raise ExportError("the scene renders empty (no pixel reaches 50% opacity): train longer, or lower the "
-                              "opacity regulariser (loss_opacity)")
-        origins, dirs = cams.rays(resolution)
-        o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-        n = 128
-        t = torch.linspace(0.8, 4.2, n)
-        pts = o[:, None] + t[None, :, None] * d[:, None]
-        inside = pts.norm(dim=-1) < scene.config.bound
-        sigma = torch.zeros(pts.shape[:2])
-        sigma[inside] = scene.density(pts[inside])
-        peak = sigma.max(dim=1).values
+        mask = (scene.render(cams, resolution, jitter=False).alpha > 0.5).flatten().cpu()
+    if mask.sum() == 0:
+        raise ExportError("the scene renders empty (no pixel reaches 50% opacity): train longer, or lower the "
+                          "opacity regulariser (loss_opacity)")
+    origins, dirs = cams.rays(resolution)
+    t = torch.linspace(cams.radius - bound * 1.8, cams.radius + bound * 1.8, 160)
+    pts = origins.reshape(-1, 1, 3) + t[None, :, None] * dirs.reshape(-1, 1, 3)
+    grid = values.permute(2, 1, 0)[None, None].float()  # grid_sample wants (D, H, W) = (z, y, x)
+    sigma = torch.nn.functional.grid_sample(grid, (pts / bound).view(1, -1, 1, 1, 3), align_corners=True,
+                                            padding_mode="zeros").view(pts.shape[:2])
+    peak = sigma.max(dim=1).values
     candidates = torch.quantile(peak[mask], torch.linspace(0.0, 0.95, 40))
     best, best_iou = float(candidates[0]), -1.0
     for c in candidates.tolist():
@@ -72,8 +73,8 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
     vertex colours from the field."""
     from skimage.measure import marching_cubes
 
-    level = cfg.level if cfg.level is not None else _silhouette_level(scene, cfg.views)
     values, spacing = scene.density_grid(cfg.resolution)
+    level = cfg.level if cfg.level is not None else _silhouette_level(scene, values, scene.config.bound, cfg.views)
     values = values.numpy()
     if not (values.min() < level < values.max()):
         raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "

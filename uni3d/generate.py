@@ -71,6 +71,10 @@ def build_scene(cfg: GenerateConfig):
         from uni3d.scenes.nerf import NeRFScene
 
         return NeRFScene(cfg.nerf, seed=cfg.train.seed, device=cfg.device)
+    if cfg.scene == "gaussians":
+        from uni3d.scenes.gaussians import GaussianScene
+
+        return GaussianScene(cfg.gaussians, seed=cfg.train.seed)
     if cfg.scene == "image":
         from uni3d.scenes.image import ImageScene
 

@@ -70,6 +70,7 @@ class Trainer:
         self.sampler = CameraSampler(elevation_range=cfg.elevation_range)
         groups = [dict(g, lr=g["lr"] * cfg.lr_scale) for g in scene.param_groups()]
         self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        scene.bind_optimizer(self.opt)
         self.fake = FakeScore(teacher, fake) if guidance.needs_fake_score else None
         self.fake_opt = torch.optim.AdamW(self.fake.trainable_parameters(), lr=fake.lr) if self.fake else None
         self.real: dict[str, torch.Tensor] = {}

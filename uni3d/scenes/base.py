@@ -44,5 +44,8 @@ class Scene(nn.Module, ABC):
         """Named regularisation losses (``loss_*``), weighted by the trainer's config."""
         return {}
 
+    def bind_optimizer(self, optimizer) -> None:
+        """Scenes that add or remove parameters (densification) keep the optimizer in step."""
+
     def post_backward(self, step: int) -> None:
         """Called after the backward pass (densify / prune / grid updates)."""

@@ -1,0 +1,342 @@
+"""3D Gaussians with a pure-torch tiled rasteriser (gsplat on CUDA when installed), densify and prune.
+
+Each Gaussian has a mean, an anisotropic scale, a rotation (unit quaternion), an opacity and a
+view-independent albedo. Rendering (Kerbl et al. 2023): project each Gaussian to a 2D Gaussian
+with the perspective Jacobian, sort by depth, and alpha-composite front to back per pixel; the
+image is cut into tiles and each tile only visits the Gaussians whose 3-sigma box touches it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uni3d.cameras import Cameras
+from uni3d.scenes.base import RenderOutput, Scene
+
+
+@dataclass
+class GaussiansConfig:
+    """The 3D Gaussian scene."""
+
+    num_init: int = 2000
+    """Gaussians at the start, spread uniformly in a ball."""
+    init_radius: float = 0.5
+    """Radius of that ball (world units)."""
+    init_scale: float = 0.04
+    """Initial standard deviation of each Gaussian (world units)."""
+    init_opacity: float = 0.1
+    """Initial opacity."""
+    bound: float = 0.9
+    """Half-size of the scene cube used by export (world units)."""
+    tile: int = 8
+    """Tile side of the rasteriser (pixels)."""
+    lr_means: float = 0.005
+    lr_scales: float = 0.01
+    lr_quats: float = 0.005
+    lr_opacity: float = 0.05
+    lr_colours: float = 0.02
+    densify_from: int = 100
+    """First step of densification."""
+    densify_until: int = 600
+    """Last step of densification."""
+    densify_every: int = 100
+    """Steps between densification rounds."""
+    grad_threshold: float = 0.0002
+    """Mean 2D-position gradient norm above which a Gaussian is cloned (small) or split (large)."""
+    split_scale: float = 0.03
+    """Largest scale (world units) under which a Gaussian is cloned rather than split."""
+    prune_opacity: float = 0.01
+    """Gaussians more transparent than this are removed when densifying."""
+    max_gaussians: int = 20000
+    """Densification stops adding beyond this count."""
+    background: Literal["white", "learned"] = "white"
+    """white (Shapes World) or a learned constant colour."""
+    backend: Literal["auto", "torch"] = "auto"
+    """auto: gsplat's CUDA rasteriser when on CUDA with gsplat installed; torch: always the pure-torch path."""
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """(N, 4) quaternions (w, x, y, z), normalised here -> (N, 3, 3) rotation matrices."""
+    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], dim=-1).view(-1, 3, 3)
+
+
+def covariances(log_scales: torch.Tensor, quats: torch.Tensor) -> torch.Tensor:
+    """World-space covariance R S S^T R^T, (N, 3, 3)."""
+    m = quat_to_rotmat(quats) * torch.exp(log_scales)[:, None, :]
+    return m @ m.transpose(1, 2)
+
+
+def view_matrices(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """World-to-camera rotations (B, 3, 3) (rows: right, up, forward), centres (B, 3), focal in NDC units."""
+    origin = cams.positions()
+    forward = -origin / origin.norm(dim=-1, keepdim=True)
+    up = torch.tensor([0.0, 1.0, 0.0]).expand_as(forward)
+    right = F.normalize(torch.linalg.cross(forward, up, dim=-1), dim=-1)
+    true_up = torch.linalg.cross(right, forward, dim=-1)
+    return torch.stack([right, true_up, forward], dim=1), origin, 1.0 / math.tan(math.radians(cams.fov) / 2)
+
+
+def project(means, cov3, opacity, colours, rot, centre, focal, resolution):
+    """Project Gaussians into one camera: pixel means (N, 2), 2D conics (N, 3), depth (N,), radius (N,)."""
+    p = (means - centre) @ rot.T  # camera coords: x right, y up, z forward
+    z = p[:, 2].clamp(min=1e-3)
+    f = focal * resolution / 2  # pixels per unit of x/z
+    u = f * p[:, 0] / z + resolution / 2
+    v = -f * p[:, 1] / z + resolution / 2
+    # Jacobian of (u, v) wrt camera coords
+    J = torch.zeros(means.shape[0], 2, 3, dtype=means.dtype, device=means.device)
+    J[:, 0, 0] = f / z
+    J[:, 0, 2] = -f * p[:, 0] / z**2
+    J[:, 1, 1] = -f / z
+    J[:, 1, 2] = f * p[:, 1] / z**2
+    cov_cam = rot @ cov3 @ rot.T
+    cov2 = J @ cov_cam @ J.transpose(1, 2) + 0.3 * torch.eye(2, device=means.device)
+    a, b, c = cov2[:, 0, 0], cov2[:, 0, 1], cov2[:, 1, 1]
+    det = (a * c - b * b).clamp(min=1e-12)
+    conic = torch.stack([c / det, -b / det, a / det], dim=-1)
+    mid = 0.5 * (a + c)
+    radius = 3 * torch.sqrt(mid + torch.sqrt((mid * mid - det).clamp(min=0.1)))
+    return torch.stack([u, v], -1), conic, p[:, 2], radius
+
+
+def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, tile: int, background):
+    """Alpha-composite 2D Gaussians front to back, per tile. Returns rgb (3, H, W), alpha (1, H, W), depth (1, H, W)."""
+    dev = means2d.device
+    visible = (depth > 0.05) & (means2d[:, 0] + radius > 0) & (means2d[:, 0] - radius < resolution) \
+        & (means2d[:, 1] + radius > 0) & (means2d[:, 1] - radius < resolution)
+    idx = visible.nonzero().squeeze(-1)
+    idx = idx[torch.argsort(depth[idx])]
+    m, cn, d, r = means2d[idx], conic[idx], depth[idx], radius[idx]
+    op, col = opacity[idx], colours[idx]
+    nt = (resolution + tile - 1) // tile
+    ty, tx = torch.meshgrid(torch.arange(nt, device=dev), torch.arange(nt, device=dev), indexing="ij")
+    t0x, t0y = (tx.reshape(-1) * tile).float(), (ty.reshape(-1) * tile).float()
+    # (tiles, gaussians) overlap of the 3-sigma box with the tile
+    hit = (m[None, :, 0] + r[None] > t0x[:, None]) & (m[None, :, 0] - r[None] < t0x[:, None] + tile) \
+        & (m[None, :, 1] + r[None] > t0y[:, None]) & (m[None, :, 1] - r[None] < t0y[:, None] + tile)
+    k = int(hit.sum(1).max().item()) if hit.numel() else 0
+    n_tiles = nt * nt
+    px = torch.arange(tile, device=dev).float() + 0.5
+    pyy, pxx = torch.meshgrid(px, px, indexing="ij")
+    pix = torch.stack([pxx.reshape(-1), pyy.reshape(-1)], -1)  # (tile*tile, 2) within a tile
+    pix = pix[None] + torch.stack([t0x, t0y], -1)[:, None]  # (T, P, 2)
+    if k == 0:
+        rgb = background.view(1, 1, 3).expand(n_tiles, tile * tile, 3)
+        alpha_img = torch.zeros(n_tiles, tile * tile, device=dev)
+        depth_img = torch.zeros(n_tiles, tile * tile, device=dev)
+    else:
+        # depth order is kept: stable sort puts each tile's hits first, in depth order
+        order = torch.argsort((~hit).to(torch.int8), dim=1, stable=True)[:, :k]
+        valid = torch.gather(hit, 1, order)
+        dxy = pix[:, :, None, :] - m[order][:, None]  # (T, P, K, 2)
+        c = cn[order][:, None]
+        power = -0.5 * (c[..., 0] * dxy[..., 0] ** 2 + c[..., 2] * dxy[..., 1] ** 2) - c[..., 1] * dxy[..., 0] * dxy[..., 1]
+        alpha = (op[order][:, None] * torch.exp(power.clamp(max=0))).clamp(max=0.99)
+        alpha = alpha * valid[:, None].float() * (alpha > 1.0 / 255).float()
+        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha], -1), -1)[..., :-1]
+        w = alpha * trans  # (T, P, K)
+        alpha_img = w.sum(-1)
+        rgb = (w[..., None] * col[order][:, None]).sum(-2) + (1 - alpha_img)[..., None] * background
+        depth_img = (w * d[order][:, None]).sum(-1)
+    def to_image(x, ch):
+        x = x.view(nt, nt, tile, tile, ch).permute(4, 0, 2, 1, 3).reshape(ch, nt * tile, nt * tile)
+        return x[:, :resolution, :resolution]
+    return to_image(rgb, 3), to_image(alpha_img[..., None], 1), to_image(depth_img[..., None], 1)
+
+
+def gsplat_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class GaussianScene(Scene):
+    """A cloud of 3D Gaussians with view-independent albedo."""
+
+    def __init__(self, config: GaussiansConfig = GaussiansConfig(), seed: int = 0):
+        super().__init__()
+        self.config = c = config
+        g = torch.Generator().manual_seed(seed)
+        n = c.num_init
+        direction = F.normalize(torch.randn(n, 3, generator=g), dim=-1)
+        radius = c.init_radius * torch.rand(n, 1, generator=g) ** (1 / 3)
+        self.means = nn.Parameter(direction * radius)
+        self.log_scales = nn.Parameter(torch.full((n, 3), math.log(c.init_scale)))
+        self.quats = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))
+        self.opacity_logits = nn.Parameter(torch.full((n,), math.log(c.init_opacity / (1 - c.init_opacity))))
+        self.colour_logits = nn.Parameter(0.1 * torch.randn(n, 3, generator=g))
+        self.background_logit = nn.Parameter(torch.full((3,), 4.0))
+        self.register_buffer("grad_accum", torch.zeros(n))
+        self.register_buffer("grad_count", torch.zeros(n))
+        self._means2d: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer | None = None  # set by the trainer, for densification
+
+    @property
+    def num(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def background(self) -> torch.Tensor:
+        if self.config.background == "white":
+            return torch.ones(3, device=self.means.device)
+        return torch.sigmoid(self.background_logit)
+
+    def render(self, cams: Cameras, resolution: int, **_) -> RenderOutput:
+        if self.config.backend == "auto" and gsplat_available(self.means.device):
+            return self._render_gsplat(cams, resolution)  # pragma: no cover - CUDA only
+        rots, centres, focal = view_matrices(cams)
+        cov3 = covariances(self.log_scales, self.quats)
+        opacity, colours = torch.sigmoid(self.opacity_logits), torch.sigmoid(self.colour_logits)
+        rgbs, alphas, depths = [], [], []
+        self._means2d = []
+        for i in range(len(cams)):
+            m2d, conic, depth, radius = project(self.means, cov3, opacity, colours, rots[i], centres[i], focal, resolution)
+            if self.training and m2d.requires_grad:
+                m2d.retain_grad()
+                self._means2d.append(m2d)
+            rgb, a, d = rasterize(m2d, conic, depth, radius, opacity, colours, resolution, self.config.tile, self.background)
+            rgbs.append(rgb)
+            alphas.append(a)
+            depths.append(d)
+        return RenderOutput(rgb=torch.stack(rgbs), alpha=torch.stack(alphas), depth=torch.stack(depths))
+
+    def _render_gsplat(self, cams: Cameras, resolution: int) -> RenderOutput:  # pragma: no cover - CUDA only
+        """gsplat's CUDA rasteriser with the same cameras (OpenCV convention: y down, z forward)."""
+        import gsplat
+
+        dev = self.means.device
+        rots, centres, focal = view_matrices(cams)
+        flip = torch.diag(torch.tensor([1.0, -1.0, 1.0]))
+        r = flip @ rots  # rows: right, down, forward
+        viewmats = torch.eye(4).repeat(len(cams), 1, 1)
+        viewmats[:, :3, :3] = r
+        viewmats[:, :3, 3] = -(r @ centres[..., None])[..., 0]
+        f = focal * resolution / 2
+        K = torch.tensor([[f, 0, resolution / 2], [0, f, resolution / 2], [0, 0, 1.0]]).repeat(len(cams), 1, 1)
+        colors, alphas, _ = gsplat.rasterization(
+            self.means, F.normalize(self.quats, dim=-1), torch.exp(self.log_scales), torch.sigmoid(self.opacity_logits),
+            torch.sigmoid(self.colour_logits), viewmats.to(dev), K.to(dev), resolution, resolution,
+            backgrounds=self.background.expand(len(cams), 3), render_mode="RGB+ED",
+        )
+        rgb, depth = colors[..., :3].permute(0, 3, 1, 2), colors[..., 3:].permute(0, 3, 1, 2)
+        return RenderOutput(rgb=rgb, alpha=alphas.permute(0, 3, 1, 2), depth=depth)
+
+    def bind_optimizer(self, optimizer) -> None:
+        self.optimizer = optimizer
+
+    def param_groups(self) -> list[dict]:
+        c = self.config
+        return [
+            {"params": [self.means], "lr": c.lr_means, "name": "means"},
+            {"params": [self.log_scales], "lr": c.lr_scales, "name": "log_scales"},
+            {"params": [self.quats], "lr": c.lr_quats, "name": "quats"},
+            {"params": [self.opacity_logits], "lr": c.lr_opacity, "name": "opacity_logits"},
+            {"params": [self.colour_logits], "lr": c.lr_colours, "name": "colour_logits"},
+            {"params": [self.background_logit], "lr": c.lr_colours, "name": "background"},
+        ]
+
+    # --- densify and prune ------------------------------------------------------------------
+    def post_backward(self, step: int) -> None:
+        c = self.config
+        for m2d in self._means2d:
+            if m2d.grad is not None:
+                norm = m2d.grad.norm(dim=-1)
+                self.grad_accum += norm.detach()
+                self.grad_count += (norm > 0).float()
+        self._means2d = []
+        if c.densify_from <= step <= c.densify_until and step % c.densify_every == 0 and step > 0:
+            self.densify_and_prune()
+
+    @torch.no_grad()
+    def densify_and_prune(self) -> None:
+        c = self.config
+        mean_grad = self.grad_accum / self.grad_count.clamp(min=1)
+        big = torch.exp(self.log_scales).max(-1).values > c.split_scale
+        grow = mean_grad > c.grad_threshold
+        room = max(0, c.max_gaussians - self.num)
+        clone = (grow & ~big).nonzero().squeeze(-1)[:room]
+        split = (grow & big).nonzero().squeeze(-1)[: max(0, room - clone.numel())]
+        new = {name: [getattr(self, name).data] for name in self._tensors()}
+        for name in self._tensors():
+            new[name].append(getattr(self, name).data[clone])
+        if split.numel():  # two children drawn from the parent, 1/1.6 of its size
+            std = torch.exp(self.log_scales[split])
+            offset = (quat_to_rotmat(self.quats[split]) @ (torch.randn_like(std) * std)[..., None])[..., 0]
+            self.means.data[split] = self.means.data[split] - offset
+            self.log_scales.data[split] -= math.log(1.6)
+            for name in self._tensors():
+                new[name].append(getattr(self, name).data[split])
+            new["means"][-1] = self.means.data[split] + 2 * offset
+        merged = {name: torch.cat(v) for name, v in new.items()}
+        keep = torch.sigmoid(merged["opacity_logits"]) > c.prune_opacity
+        self._replace({name: v[keep] for name, v in merged.items()},
+                      lambda x: torch.cat([x, x[clone], x[split]])[keep])
+
+    def _tensors(self) -> list[str]:
+        return ["means", "log_scales", "quats", "opacity_logits", "colour_logits"]
+
+    def _replace(self, tensors: dict[str, torch.Tensor], remap) -> None:
+        """Swap in new per-Gaussian tensors, carrying the optimizer's moments through ``remap``."""
+        for name, value in tensors.items():
+            old = getattr(self, name)
+            new = nn.Parameter(value.contiguous())
+            if self.optimizer is not None:
+                for group in self.optimizer.param_groups:
+                    if group["params"][0] is old:
+                        state = self.optimizer.state.pop(old, None)
+                        group["params"][0] = new
+                        if state:
+                            state = {k: remap(v) if torch.is_tensor(v) and v.shape[:1] == old.shape[:1] else v
+                                     for k, v in state.items()}
+                            self.optimizer.state[new] = state
+            setattr(self, name, new)
+        n = self.means.shape[0]
+        self.grad_accum = torch.zeros(n, device=self.means.device)
+        self.grad_count = torch.zeros(n, device=self.means.device)
+
+    # --- fields for export ------------------------------------------------------------------
+    @torch.no_grad()
+    def density(self, xyz: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Opacity-weighted Gaussian mixture sum_i o_i exp(-0.5 d^T S_i^-1 d) at points (N, 3)."""
+        inv = torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * torch.eye(3))
+        op = torch.sigmoid(self.opacity_logits)
+        out = []
+        for i in range(0, xyz.shape[0], chunk):
+            d = xyz[i:i + chunk, None] - self.means[None]
+            power = -0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)
+            out.append((op * torch.exp(power)).sum(-1))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def density_grid(self, resolution: int = 96) -> tuple[torch.Tensor, float]:
+        b = self.config.bound
+        axis = torch.linspace(-b, b, resolution)
+        pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3)
+        return self.density(pts).view(resolution, resolution, resolution), float(axis[1] - axis[0])
+
+    @torch.no_grad()
+    def colour_at(self, xyz: torch.Tensor, shaded: bool = False, chunk: int = 4096) -> torch.Tensor:
+        """Colour of the Gaussians around each point, weighted by their density there."""
+        inv = torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * torch.eye(3))
+        op, col = torch.sigmoid(self.opacity_logits), torch.sigmoid(self.colour_logits)
+        out = []
+        for i in range(0, xyz.shape[0], chunk):
+            d = xyz[i:i + chunk, None] - self.means[None]
+            w = op * torch.exp(-0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)) + 1e-12
+            out.append((w[..., None] * col).sum(1) / w.sum(1, keepdim=True))
+        return torch.cat(out)
