@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -133,6 +133,74 @@ def run_world_mesh(args: WorldMesh) -> None:
     print(f"wrote {args.out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
 
 
+@dataclass
+class Export:
+    """Export the mesh of a finished (or checkpointed) run."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """The run directory written by uni3d generate."""
+    format: Literal["glb", "obj", "ply"] = "glb"
+    """Mesh format."""
+    out: Annotated[Path | None, _arg("-o")] = None
+    """Output file (default: RUN_DIR/mesh.FORMAT)."""
+    resolution: int | None = None
+    """Marching-cubes resolution (default: the run's)."""
+    level: float | None = None
+    """Density iso-level (default: automatic)."""
+
+
+def run_export(args: Export) -> None:
+    import dataclasses
+
+    import torch
+
+    from uni3d.config import load_run_config
+    from uni3d.export import extract_mesh, save_mesh
+    from uni3d.generate import build_scene
+
+    if not (args.run_dir / "config.yaml").exists() or not (args.run_dir / "checkpoint.pt").exists():
+        raise UserError(f"{args.run_dir} is not a uni3d run (config.yaml and checkpoint.pt are needed)")
+    cfg = load_run_config(args.run_dir / "config.yaml")
+    if cfg.scene == "image":
+        raise UserError("an image (2D) run has no 3D scene to export")
+    scene = build_scene(cfg)
+    state = torch.load(args.run_dir / "checkpoint.pt", weights_only=False)["scene"]
+    if cfg.scene == "gaussians":  # the cloud's size changed while densifying
+        for name in ("means", "log_scales", "quats", "opacity_logits", "colour_logits"):
+            setattr(scene, name, torch.nn.Parameter(state[name]))
+    scene.load_state_dict(state)
+    export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level))
+                                                    if v is not None})
+    mesh = extract_mesh(scene.eval(), export_cfg)
+    out = args.out or args.run_dir / f"mesh.{args.format}"
+    if out.suffix.lstrip(".").lower() != args.format:
+        raise UserError(f"--out {out} does not end in .{args.format}")
+    save_mesh(mesh, out)
+    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+
+
+@dataclass
+class Evaluate:
+    """Score a finished run of a Shapes World prompt against ground truth; stores evaluation.json."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """The run directory written by uni3d generate."""
+
+
+def run_evaluate(args: Evaluate) -> None:
+    from uni3d.evaluate import evaluate_run
+
+    if not (args.run_dir / "config.yaml").exists():
+        raise UserError(f"{args.run_dir} is not a uni3d run (no config.yaml)")
+    try:
+        r = evaluate_run(args.run_dir)
+    except ValueError as exc:  # not a Shapes World prompt
+        raise UserError(str(exc)) from None
+    print(f"{r['prompt']}: nearest shape {r['nearest_shape']}, Chamfer-L1 {r['chamfer']:.4f}, "
+          f"F@0.05 {r['fscore']:.3f}, colour {r['colour']}, handles {r['handles']}")
+    print(f"stored {args.run_dir / 'evaluation.json'}")
+
+
 def run_teacher_train(args) -> None:
     from uni3d.teachers.train_shapes import train
 
@@ -164,6 +232,8 @@ def _commands() -> dict[str, tuple[type, Callable, str]]:
 
     return {
         "generate": (GenerateConfig, run_generate, "prompt -> 3D scene -> mesh (the main job)"),
+        "export": (Export, run_export, "mesh of a run in glb, obj or ply"),
+        "evaluate": (Evaluate, run_evaluate, "score a Shapes World run against ground truth"),
         "teacher sample": (TeacherSample, run_teacher_sample, "draw images from a teacher"),
         "teacher train": (TeacherTrainConfig, run_teacher_train, "train the shapes teacher from scratch"),
         "world mesh": (WorldMesh, run_world_mesh, "ground-truth mesh of a Shapes World prompt"),
