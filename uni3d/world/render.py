@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +22,9 @@ def shade(albedo: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
     return albedo * (AMBIENT + DIFFUSE * lambert)
 
 
-def _normals(p: torch.Tensor, shape_idx: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+def _normals(p: torch.Tensor, shape_idx: torch.Tensor, sdf_fn, eps: float = 1e-4) -> torch.Tensor:
     offsets = torch.eye(3, dtype=p.dtype) * eps
-    grad = torch.stack(
-        [sdf_by_index(p + o, shape_idx) - sdf_by_index(p - o, shape_idx) for o in offsets], dim=-1
-    )
+    grad = torch.stack([sdf_fn(p + o, shape_idx) - sdf_fn(p - o, shape_idx) for o in offsets], dim=-1)
     return grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
@@ -37,6 +36,7 @@ def render(
     resolution: int = 32,
     supersample: int = 2,
     steps: int = 96,
+    sdf_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sdf_by_index,
 ) -> torch.Tensor:
     """Render one object per camera.
 
@@ -47,6 +47,7 @@ def render(
         resolution: output side in pixels.
         supersample: rays per pixel side; the image is the box-filtered mean.
         steps: sphere-tracing iterations.
+        sdf_fn: signed distance of points (N, 3) given their shape indices (N,); the world's by default.
 
     Returns:
         (B, 3, resolution, resolution) display values in [0, 1].
@@ -71,7 +72,7 @@ def render(
         idx = active.nonzero().squeeze(-1)
         if idx.numel() == 0:
             break
-        dist = sdf_by_index(o[idx] + t[idx, None] * d[idx], ray_shape[idx])
+        dist = sdf_fn(o[idx] + t[idx, None] * d[idx], ray_shape[idx])
         t[idx] = t[idx] + dist
         done_hit = dist < 1e-4
         done_miss = t[idx] > t_far[idx]
@@ -83,7 +84,7 @@ def render(
     hit_idx = hit.nonzero().squeeze(-1)
     if hit_idx.numel():
         p = o[hit_idx] + t[hit_idx, None] * d[hit_idx]
-        image[hit_idx] = shade(albedo[hit_idx], _normals(p, ray_shape[hit_idx]))
+        image[hit_idx] = shade(albedo[hit_idx], _normals(p, ray_shape[hit_idx], sdf_fn))
     image = image.view(b, res, res, 3).permute(0, 3, 1, 2)
     if supersample > 1:
         image = F.avg_pool2d(image, supersample)
