@@ -38,6 +38,10 @@ class FakeScoreConfig:
     """Highest diffusion time of its training noise."""
 
 
+ADAPTER = "uni3d_fake"
+"""Name of the fake score's LoRA adapter on the teacher's UNet."""
+
+
 class CameraEmbedding(nn.Module):
     """Camera features -> a vector added to the UNet's time embedding; starts at zero."""
 
@@ -90,10 +94,12 @@ class FakeScore(nn.Module):
         object.__setattr__(self, "teacher", teacher)  # not a submodule: kept out of state_dict
         self.config = config
         unet = teacher.unet
+        if ADAPTER in getattr(unet, "peft_config", {}):  # a new fake score replaces an earlier one
+            unet.delete_adapters(ADAPTER)
         unet.add_adapter(LoraConfig(
             r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
             target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-        ))
+        ), adapter_name=ADAPTER)
         unet.disable_adapters()
         time_dim = unet.time_embedding.linear_2.out_features
         self.camera_embedding = CameraEmbedding(time_dim)
@@ -192,14 +198,14 @@ class FakeScore(nn.Module):
     def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
         """Everything the fake score owns, nothing of the teacher."""
         parts = {
-            "lora": get_peft_model_state_dict(self.teacher.unet),
+            "lora": get_peft_model_state_dict(self.teacher.unet, adapter_name=ADAPTER),
             "camera_embedding": self.camera_embedding.state_dict(),
             "ratio_head": self.ratio_head.state_dict(),
         }
         return {name: {k: v.detach().clone() for k, v in part.items()} for name, part in parts.items()}
 
     def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        set_peft_model_state_dict(self.teacher.unet, state["lora"])
+        set_peft_model_state_dict(self.teacher.unet, state["lora"], adapter_name=ADAPTER)
         self.camera_embedding.load_state_dict(state["camera_embedding"])
         self.ratio_head.load_state_dict(state["ratio_head"])
 

@@ -1,0 +1,63 @@
+"""The Trainer: NaN guard, gradient clipping, determinism."""
+
+import torch
+
+from uni3d.cameras import Cameras
+from uni3d.guidance.config import GuidanceConfig
+from uni3d.guidance.distill import guidance_loss
+from uni3d.scenes.image import ImageScene
+from uni3d.teachers.fake_score import FakeScoreConfig, camera_conditioning
+from uni3d.training import TrainConfig, Trainer
+
+
+def _trainer(teacher, method="sds", **guidance):
+    scene = ImageScene(1, 16, seed=0)
+    cfg = TrainConfig(steps=3, resolution=16, views=1)
+    return Trainer(cfg, GuidanceConfig(method=method, **guidance), FakeScoreConfig(), scene, teacher, "a red mug",
+                   fixed_cameras=Cameras.from_angles(20.0, 15.0))
+
+
+def test_non_finite_gradient_skips_the_step_and_is_counted(tiny_shapes_teacher):
+    trainer = _trainer(tiny_shapes_teacher)
+    before = trainer.scene.logits.detach().clone()
+    trainer.scene.logits.register_hook(lambda g: g * float("nan"))
+    trainer.train_step(0)
+    assert trainer.skipped == 1
+    assert torch.equal(trainer.scene.logits.detach(), before)
+
+
+def test_seeded_steps_are_deterministic(tiny_shapes_dir):
+    from uni3d.teachers.shapes import ShapesTeacher
+
+    torch.manual_seed(0)
+    a = _trainer(ShapesTeacher.from_pretrained(tiny_shapes_dir), "vsd")
+    torch.manual_seed(0)
+    b = _trainer(ShapesTeacher.from_pretrained(tiny_shapes_dir), "vsd")
+    for s in range(2):
+        la, lb = a.train_step(s), b.train_step(s)
+        assert la == lb
+    assert torch.equal(a.scene.logits, b.scene.logits)
+
+
+def test_gradient_clipping_bounds_the_per_sample_norm(tiny_shapes_teacher):
+    t = tiny_shapes_teacher
+    cams = Cameras.from_angles([0.0, 90.0], [10.0, 10.0])
+    cond = camera_conditioning(t, "a red mug", cams)
+    rgb = torch.rand(2, 3, 16, 16)
+    norms = {}
+    for clip in (0.0, 1e-3):
+        x0 = t.encode(rgb).requires_grad_(True)
+        cfg = GuidanceConfig(method="sds", grad_clip=clip)
+        guidance_loss(cfg, t, None, x0, cond, 0, torch.Generator().manual_seed(0)).loss.backward()
+        norms[clip] = x0.grad.flatten(1).norm(dim=-1)
+    assert torch.all(norms[1e-3] <= 1e-3 * 1.0001)
+    assert torch.all(norms[0.0] > 1e-3)
+
+
+def test_t_range_anneals():
+    cfg = GuidanceConfig(t_min=0.02, t_max=0.98, t_max_end=0.5, anneal_start=100, anneal_steps=100)
+    assert cfg.t_range(0) == (0.02, 0.98)
+    assert abs(cfg.t_range(150)[1] - 0.74) < 1e-9
+    assert cfg.t_range(1000) == (0.02, 0.5)
+    t = cfg.sample_t(1000, 1000, 1000, torch.Generator().manual_seed(0))
+    assert t.min() >= 20 and t.max() <= 500
