@@ -136,6 +136,7 @@ def main() -> None:
     (fig_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_loss_plot(args.teacher, fig_dir)
     write_markdown(args, summary, rows, under_rows)
+    write_model_card(args.teacher, summary, fig_dir)
     print(json.dumps(summary, indent=2))
 
 
@@ -175,6 +176,66 @@ def write_loss_plot(teacher_dir: Path, fig_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(fig_dir / "loss.png", dpi=120)
     plt.close(fig)
+
+
+def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
+    """assets/teachers/shapes-v1/README.md: how it was made and what it does, with small figures beside it."""
+    import shutil
+
+    record = json.loads((teacher_dir / "training.json").read_text()) if (teacher_dir / "training.json").exists() else {}
+    for name in ("loss.png", "samples_full.png", "camera_probes.png"):
+        if (fig_dir / name).exists():
+            shutil.copy(fig_dir / name, teacher_dir / name)
+    meta = json.loads((teacher_dir / "teacher.json").read_text())
+    unet = json.loads((teacher_dir / "unet" / "config.json").read_text())
+    wall = record.get("wall_seconds")
+    lines = [
+        "# shapes-v1: the embedded Shapes World teacher of uni3d",
+        "",
+        "A small text-to-image diffusion model of the procedural Shapes World (six solids, six colours, one",
+        "fixed light, white background), conditioned on the camera of the view. It is the default teacher of",
+        "`uni3d generate`, loaded by name (`--teacher shapes`).",
+        "",
+        "## Model",
+        "",
+        f"- diffusers `UNet2DConditionModel`, block channels {unet['block_out_channels']}, "
+        f"{unet['layers_per_block']} layer per block, cross-attention on text, in pixel space: the "
+        f"{meta['resolution']} px image in [-1, 1], pixel-unshuffled by {meta['unshuffle']} to "
+        f"{unet['in_channels']} x {unet['sample_size']} x {unet['sample_size']}; weights stored in float16.",
+        "- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the",
+        "  time embedding; withheld (zeros) for 15% of training, so the teacher also works without a camera.",
+        "- text: a 2-layer transformer (width 128) over the closed vocabulary in `tokenizer/vocab.json`;",
+        "  10% empty captions for classifier-free guidance; `a {colour} {shape}`, `a {shape}`, `a {colour} object`.",
+        "- noise: DDPM, 1000 steps, cosine schedule (`squaredcos_cap_v2`), epsilon prediction.",
+        f"- default classifier-free guidance scale: {meta['default_cfg']:g}.",
+        "",
+        "## Training",
+        "",
+        f"- command: `{record.get('command', 'uni3d teacher train')}` (the same as `python scripts/train_teacher.py`)",
+        f"- data: {record.get('dataset_renders', '?')} renders at {record.get('resolution', '?')} px (2x2 supersampled),"
+        " uniform shapes, colours and training views (azimuth U[0, 360), elevation U[-10, 45])",
+        f"- {record.get('steps', '?')} steps of batch {record.get('batch_size', '?')} "
+        f"({record.get('images_seen', '?')} images seen), AdamW, lr 5e-4 cosine to 3e-5, EMA 0.999, min-SNR-5 weighting, bf16 autocast",
+        f"- wall time: {wall / 60:.0f} minutes on 2 CPU cores" if wall else "- wall time: see loss.csv",
+        f"- final loss (mean of the last 100 steps): {record.get('final_loss_mean_last_100', float('nan')):.4f}",
+        "",
+        "![loss](loss.png)",
+        "",
+        "## Measured",
+        "",
+        f"With CFG {s['cfg']:g} and DDIM {s['ddim_steps']} steps, scored by the shipped classifier: shape accuracy "
+        f"{s['shape_accuracy']:.1%}, colour accuracy {s['colour_accuracy']:.1%} over {s['samples']} samples of the 36 "
+        f"fully specified prompts; every under-specified prompt covers at least {s['under_min_coverage']} of 6 "
+        "colours (or shapes). Details, tables and all figures: `docs/TEACHER.md` (`python scripts/eval_teacher.py`).",
+        "",
+        "![samples](samples_full.png)",
+        "",
+        "Camera probes (red mug at azimuth 0 and 180, blue cube at 0 and 45):",
+        "",
+        "![probes](camera_probes.png)",
+        "",
+    ]
+    (teacher_dir / "README.md").write_text("\n".join(lines))
 
 
 def write_markdown(args, s, rows, under_rows) -> None:

@@ -112,12 +112,26 @@ class NeRFScene(Scene):
     # --- rendering --------------------------------------------------------------------------
     def render(self, cams: Cameras, resolution: int, shade: bool | None = None, jitter: bool | None = None) -> RenderOutput:
         """Volume-render each camera; ``shade`` overrides the config's shading choice."""
+        origins, dirs = cams.rays(resolution)
+        out = self.render_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3), shade, jitter)
+        b, r = len(cams), resolution
+        img = lambda x: x.view(b, r, r, -1).permute(0, 3, 1, 2)  # noqa: E731
+        normals = out.pop("normals")
+        return RenderOutput(rgb=img(out.pop("rgb")), alpha=img(out.pop("alpha")), depth=img(out.pop("depth")),
+                            normals=img(normals) if normals is not None else None, aux=out)
+
+    def render_rays(self, o: torch.Tensor, d: torch.Tensor, shade: bool | None = None,
+                    jitter: bool | None = None) -> dict[str, torch.Tensor]:
+        """Volume-render rays (origins, unit directions: (N, 3) each, world units).
+
+        Returns per-ray ``rgb`` (N, 3), ``alpha`` (N, 1), ``depth`` (N, 1), ``normals`` (N, 3) or None, and
+        the per-sample ``weights`` (plus ``dirs`` and ``normals_per_sample`` when shaded) for regularisers.
+        """
         c = self.config
         shade = (c.shading == "lambertian") if shade is None else shade
         jitter = self.training if jitter is None else jitter
-        origins, dirs = cams.rays(resolution)
         dev = self.density_grids[0].device
-        o, d = origins.reshape(-1, 3).to(dev), dirs.reshape(-1, 3).to(dev)
+        o, d = o.to(dev), d.to(dev)
         n_rays, n_s = o.shape[0], c.samples_per_ray
         # Near/far from the bounding sphere.
         bo = (o * d).sum(-1)
@@ -149,13 +163,16 @@ class NeRFScene(Scene):
         trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
         w = alpha * trans
         acc = w.sum(-1, keepdim=True)
-        rgb = (w[..., None] * colour).sum(1) + (1 - acc) * self.background
-        depth = (w * t).sum(-1, keepdim=True)
-        nrm = (w[..., None] * normal).sum(1)
-        b, r = len(cams), resolution
-        img = lambda x: x.view(b, r, r, -1).permute(0, 3, 1, 2)  # noqa: E731
-        aux = {"weights": w, "dirs": d, "normals_per_sample": normal} if shade else {"weights": w}
-        return RenderOutput(rgb=img(rgb), alpha=img(acc), depth=img(depth), normals=img(nrm) if shade else None, aux=aux)
+        out = {
+            "rgb": (w[..., None] * colour).sum(1) + (1 - acc) * self.background,
+            "alpha": acc,
+            "depth": (w * t).sum(-1, keepdim=True),
+            "normals": (w[..., None] * normal).sum(1) if shade else None,
+            "weights": w,
+        }
+        if shade:
+            out.update(dirs=d, normals_per_sample=normal)
+        return out
 
     def _occupied(self, pts: torch.Tensor) -> torch.Tensor:
         r = self.config.occupancy_resolution
