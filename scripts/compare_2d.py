@@ -38,6 +38,7 @@ PRESETS = {
 
 def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, float]:
     cfg = load_preset(Path(PRESETS[method]), GenerateConfig())
+    cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: 36 prompts here
     teacher = load_teacher("shapes")
     n = len(FULL_PROMPTS)
     scene = ImageScene(n, 32, lr=lr, seed=seed)
