@@ -83,7 +83,7 @@ def main() -> None:
         "36 images (one per fully specified prompt, a 32 px image each, seen from azimuth "
         f"{FIXED_VIEW[0]:g}, elevation {FIXED_VIEW[1]:g}) with its preset from `configs/`; the shipped classifier reads them.",
         "",
-        "| method | shape read right | colour read right | both | s / step (36 images) |",
+        "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) |",
         "|---|---|---|---|---|",
     ]
     for m, r in results.items():
