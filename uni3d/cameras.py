@@ -58,14 +58,19 @@ class Cameras:
             [torch.cos(el) * torch.sin(az), torch.sin(el), torch.cos(el) * torch.cos(az)], dim=-1
         )
 
-    def rays(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ray origins and unit directions, each (B, H, W, 3), pixel centres, row 0 at the top."""
+    def basis(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unit (right, up, forward) vectors of each camera in world coordinates, each (B, 3)."""
         origin = self.positions()
         forward = -origin / origin.norm(dim=-1, keepdim=True)
         up = torch.tensor([0.0, 1.0, 0.0]).expand_as(forward)
         right = torch.linalg.cross(forward, up, dim=-1)
         right = right / right.norm(dim=-1, keepdim=True)
-        true_up = torch.linalg.cross(right, forward, dim=-1)
+        return right, torch.linalg.cross(right, forward, dim=-1), forward
+
+    def rays(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ray origins and unit directions, each (B, H, W, 3), pixel centres, row 0 at the top."""
+        origin = self.positions()
+        right, true_up, forward = self.basis()
         half = math.tan(math.radians(self.fov) / 2)
         coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
         x = (coords * half).view(1, 1, -1, 1)  # columns, left to right

@@ -45,19 +45,18 @@ class TcnnHashGridEncoding(nn.Module):  # pragma: no cover - needs CUDA and tiny
         return self.encoding(((xyz / self.bound + 1) / 2).clamp(0, 1)).float()
 
 
-def tcnn_available(device: torch.device) -> bool:
+def cuda_extension_available(module: str, device: torch.device) -> bool:
+    """Whether an optional CUDA accelerator (``tinycudann``, ``gsplat``) can run on ``device``."""
     if device.type != "cuda":
         return False
-    try:
-        import tinycudann  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def make_encoding(levels: tuple[int, ...], bound: float, mode: str, device: torch.device,
                   generator: torch.Generator | None = None) -> nn.Module:
     """The hash grid where it can run (``mode="auto"``, CUDA, tinycudann importable), dense grids otherwise."""
-    if mode == "auto" and tcnn_available(device):
+    if mode == "auto" and cuda_extension_available("tinycudann", device):
         return TcnnHashGridEncoding(levels, bound)  # pragma: no cover
     return DenseGridEncoding(levels, bound, generator=generator)

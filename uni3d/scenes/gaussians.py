@@ -18,6 +18,7 @@ from torch import nn
 
 from uni3d.cameras import Cameras
 from uni3d.scenes.base import RenderOutput, Scene
+from uni3d.scenes.encodings import cuda_extension_available
 
 
 @dataclass
@@ -79,12 +80,8 @@ def covariances(log_scales: torch.Tensor, quats: torch.Tensor) -> torch.Tensor:
 
 def view_matrices(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor, float]:
     """World-to-camera rotations (B, 3, 3) (rows: right, up, forward), centres (B, 3), focal in NDC units."""
-    origin = cams.positions()
-    forward = -origin / origin.norm(dim=-1, keepdim=True)
-    up = torch.tensor([0.0, 1.0, 0.0]).expand_as(forward)
-    right = F.normalize(torch.linalg.cross(forward, up, dim=-1), dim=-1)
-    true_up = torch.linalg.cross(right, forward, dim=-1)
-    return torch.stack([right, true_up, forward], dim=1), origin, 1.0 / math.tan(math.radians(cams.fov) / 2)
+    right, true_up, forward = cams.basis()
+    return torch.stack([right, true_up, forward], dim=1), cams.positions(), 1.0 / math.tan(math.radians(cams.fov) / 2)
 
 
 def project(means, cov3, opacity, colours, rot, centre, focal, resolution):
@@ -155,16 +152,6 @@ def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, 
     return to_image(rgb, 3), to_image(alpha_img[..., None], 1), to_image(depth_img[..., None], 1)
 
 
-def gsplat_available(device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    try:
-        import gsplat  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class GaussianScene(Scene):
     """A cloud of 3D Gaussians with view-independent albedo."""
 
@@ -197,7 +184,7 @@ class GaussianScene(Scene):
         return torch.sigmoid(self.background_logit)
 
     def render(self, cams: Cameras, resolution: int, **_) -> RenderOutput:
-        if self.config.backend == "auto" and gsplat_available(self.means.device):
+        if self.config.backend == "auto" and cuda_extension_available("gsplat", self.means.device):
             return self._render_gsplat(cams, resolution)  # pragma: no cover - CUDA only
         rots, centres, focal = view_matrices(cams)
         cov3 = covariances(self.log_scales, self.quats)

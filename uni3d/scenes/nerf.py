@@ -154,9 +154,7 @@ class NeRFScene(Scene):
             if shade:
                 n = self.normals(p)
                 normal = normal.index_put((idx,), n)
-                light = self.light / self.light.norm().clamp(min=1e-6)
-                amb = torch.sigmoid(self.ambient_logit)
-                alb = alb * (amb + (1 - amb) * (n * light).sum(-1, keepdim=True).clamp(min=0))
+                alb = self.shade(alb, n)
             colour = colour.index_put((idx,), alb)
         sigma, colour, normal = sigma.view(n_rays, n_s), colour.view(n_rays, n_s, 3), normal.view(n_rays, n_s, 3)
         alpha = 1 - torch.exp(-sigma * delta)
@@ -234,10 +232,11 @@ class NeRFScene(Scene):
     def colour_at(self, xyz: torch.Tensor, shaded: bool = False) -> torch.Tensor:
         """Albedo (or shaded colour under the learned light) at points (N, 3)."""
         alb = self.albedo(xyz)
-        if shaded:
-            n = self.normals(xyz)
-            light = self.light / self.light.norm()
-            amb = torch.sigmoid(self.ambient_logit)
-            alb = alb * (amb + (1 - amb) * (n * light).sum(-1, keepdim=True).clamp(min=0))
-        return alb
+        return self.shade(alb, self.normals(xyz)) if shaded else alb
+
+    def shade(self, albedo: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """Diffuse shading under the learned light: albedo * (ambient + (1 - ambient) * max(0, n . l))."""
+        light = self.light / self.light.norm().clamp(min=1e-6)
+        amb = torch.sigmoid(self.ambient_logit)
+        return albedo * (amb + (1 - amb) * (normals * light).sum(-1, keepdim=True).clamp(min=0))
 
