@@ -17,7 +17,7 @@ def load_teacher(name: str = "shapes", device: str = "cpu") -> Teacher:
     if name == "shapes":
         return ShapesTeacher.from_pretrained().to(device)
     path = Path(name)
-    if (path / "teacher.json").is_file() or (path / "model_index.json").is_file() and _is_shapes(path):
+    if _is_shapes(path):
         return ShapesTeacher.from_pretrained(path).to(device)
     from uni3d.teachers.stable_diffusion import StableDiffusionTeacher
 
@@ -25,8 +25,11 @@ def load_teacher(name: str = "shapes", device: str = "cpu") -> Teacher:
 
 
 def _is_shapes(path: Path) -> bool:
+    """A shapes teacher directory: it has teacher.json, or a model_index.json naming ShapesTeacher."""
     import json
 
+    if (path / "teacher.json").is_file():
+        return True
     try:
         return json.loads((path / "model_index.json").read_text()).get("_class_name") == "ShapesTeacher"
     except (OSError, ValueError):
