@@ -37,3 +37,62 @@ def test_colour_direction_ignores_shading():
 
 def test_handles(meshes):
     assert genus(meshes["sphere"]) == 0 and genus(meshes["torus"]) == 1 and genus(meshes["mug"]) == 1
+
+
+def test_volumetric_iou(meshes):
+    from uni3d.evaluate import volumetric_iou
+
+    assert volumetric_iou(meshes["mug"], "mug") > 0.99 and volumetric_iou(meshes["torus"], "torus") > 0.99
+    assert volumetric_iou(meshes["cube"], "sphere") < 0.75 and volumetric_iou(meshes["torus"], "mug") < 0.2
+    mug = meshes["mug"].copy()
+    mug.apply_transform(trimesh.transformations.rotation_matrix(np.radians(130), [0, 1, 0]))
+    assert volumetric_iou(mug, "mug", yaw=230) > 0.99 > 0.92 > volumetric_iou(mug, "mug", yaw=0)
+    s = score_mesh(mug, "a mug", n=3000)
+    assert s.iou > 0.98 and s.janus_ok is True
+
+
+def test_the_classifier_reads_rendered_views(tmp_path):
+    import imageio.v3 as iio
+
+    from uni3d.cameras import CameraSampler
+    from uni3d.evaluate import multiview_panels, score_views
+    from uni3d.teachers.sampling import image_grid
+    from uni3d.world.render import render
+
+    views = render(["mug"] * 8, ["green"] * 8, CameraSampler().turntable(8, elevation=15.0), resolution=48)
+    iio.imwrite(tmp_path / "multiview.png", (image_grid(views, cols=8).permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+    panels = multiview_panels(tmp_path / "multiview.png")
+    assert panels.shape == (8, 3, 48, 48) and (panels - views).abs().max() < 1 / 255 + 1e-6
+    r = score_views(panels, "a green mug")
+    assert r["view_shape"] == "mug" and r["view_colour"] == "green"
+    assert r["view_shape_accuracy"] >= 0.75 and r["view_colour_accuracy"] == 1.0
+    assert score_views(panels, "a mug")["view_colour_accuracy"] is None
+
+
+def test_diversity_of_an_underspecified_prompt():
+    from uni3d.evaluate import diversity
+
+    runs = [{"colour": c, "shape_correct": True} for c in ("red", "red", "blue", "gray")]
+    d = diversity("a mug", runs)
+    assert d["free"] == "colour" and d["distinct"] == 3 and d["entropy_bits"] == 1.5 and d["fixed_correct"] == 1.0
+    assert d["normalised_entropy"] == 0.75  # 1.5 bits of at most log2(4)
+    same = diversity("a red object", [{"nearest_shape": "cube", "colour_correct": c} for c in (True, False)])
+    assert same["free"] == "shape" and same["distinct"] == 1 and same["normalised_entropy"] == 0.0
+    assert same["fixed_correct"] == 0.5
+    with pytest.raises(ValueError, match="fully specified"):
+        diversity("a red mug", runs)
+
+
+def test_evaluate_command_prints_and_stores(meshes, tmp_path, capsys):
+    import json
+
+    from uni3d.cli import main
+
+    (tmp_path / "config.yaml").write_text("prompt: a red cube\n")
+    meshes["cube"].export(tmp_path / "mesh.glb")
+    (tmp_path / "evaluation.json").write_text('{"wall_seconds": 12.5}')  # from the batch that made the run
+    assert main(["evaluate", str(tmp_path)]) == 0
+    assert "IoU 1.000" in capsys.readouterr().out
+    stored = json.loads((tmp_path / "evaluation.json").read_text())
+    assert stored["iou"] > 0.99 and stored["shape_correct"] and stored["wall_seconds"] == 12.5
+    assert not (tmp_path / "evaluation.json.tmp").exists()

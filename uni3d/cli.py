@@ -197,7 +197,8 @@ def run_evaluate(args: Evaluate) -> None:
     except ValueError as exc:  # not a Shapes World prompt
         raise UserError(str(exc)) from None
     print(f"{r['prompt']}: nearest shape {r['nearest_shape']}, Chamfer-L1 {r['chamfer']:.4f}, "
-          f"F@0.05 {r['fscore']:.3f}, colour {r['colour']}, handles {r['handles']}")
+          f"F@0.05 {r['fscore']:.3f}, IoU {r['iou']:.3f}, colour {r['colour']} (classifier: {r.get('view_colour')}), "
+          f"handles {r['handles']}, wall {r.get('wall_seconds')} s, peak {r.get('peak_memory_mb')} MB")
     print(f"stored {args.run_dir / 'evaluation.json'}")
 
 
@@ -227,13 +228,17 @@ def _generate_default(argv: list[str]):
 
 
 def _commands() -> dict[str, tuple[type, Callable, str]]:
+    from uni3d.compare.batch import CompareConfig, run_compare
     from uni3d.config import GenerateConfig
+    from uni3d.nerfstudio.view import View, run_view
     from uni3d.teachers.train_shapes import TeacherTrainConfig
 
     return {
         "generate": (GenerateConfig, run_generate, "prompt -> 3D scene -> mesh (the main job)"),
         "export": (Export, run_export, "mesh of a run in glb, obj or ply"),
         "evaluate": (Evaluate, run_evaluate, "score a Shapes World run against ground truth"),
+        "compare": (CompareConfig, run_compare, "methods x prompts x seeds: resumable batch, results.csv, reports"),
+        "view": (View, run_view, "open a run in nerfstudio's viewer (needs uni3d[nerfstudio])"),
         "teacher sample": (TeacherSample, run_teacher_sample, "draw images from a teacher"),
         "teacher train": (TeacherTrainConfig, run_teacher_train, "train the shapes teacher from scratch"),
         "world mesh": (WorldMesh, run_world_mesh, "ground-truth mesh of a Shapes World prompt"),

@@ -1,0 +1,206 @@
+"""The Shapes World benchmark: run (or finish) the batch of a spec and write docs/BENCHMARK.md from it.
+
+    python scripts/benchmark.py                      # configs/benchmark/full.yaml -> runs/benchmark -> docs/BENCHMARK.md
+    python scripts/benchmark.py --executor ray --ray-address HOST:6379 --threads 2
+    python scripts/benchmark.py --report-only        # rewrite the document from the runs finished so far
+    python scripts/benchmark.py --spec configs/benchmark/small.yaml --out runs/benchmark-small \\
+        --doc runs/benchmark-small/BENCHMARK.md      # a check of the whole pipeline in minutes
+
+The batch is `uni3d compare --spec SPEC --out OUT` (resumable: finished runs are skipped, so a
+killed benchmark continues where it stopped); OUT also gets results.csv and report.html. Every
+number in the document is computed here from the runs' evaluation.json; nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from uni3d.compare.batch import CompareConfig, compare, resolve_spec
+from uni3d.compare.report import front_view, grid_figure
+from uni3d.compare.spec import method_label, plan
+from uni3d.compare.stats import DIVERSITY, METRICS, diversity_table, markdown_diversity, markdown_summary, summarise
+from uni3d.errors import UserError
+from uni3d.world.captions import parse_prompt
+from uni3d.world.shapes import COLOUR_NAMES, SHAPE_NAMES
+
+DEFINITIONS = """\
+- **Chamfer-L1** (world units), **F-score@0.05** and **volumetric IoU** compare the exported mesh with the
+  ground-truth solid of the prompt's shape after the rotation about y that minimises Chamfer (an object may come
+  out at any yaw); runs of prompts that fix the shape (`a COLOUR SHAPE`, `a SHAPE`).
+- **shape right (geometry)**: the nearest ground-truth shape by Chamfer is the prompt's.
+- **colour right (vertex colours)**: the palette colour nearest in direction to the mesh's area-weighted mean
+  vertex colour is the prompt's (prompts that fix the colour).
+- **shape / colour right (classifier, 8 views)**: the shipped classifier (`assets/classifier/shapes-v1`) reads the
+  run's eight `multiview.png` views (azimuth 0, 45, ..., 315 at elevation 15; training draws its views at
+  random, so these are held out); the fraction of views read as the prompt's shape / colour.
+- **mugs with one handle**: the Janus test; runs of mug prompts whose mesh has genus 1 (a Janus mug grows a
+  handle on several sides).
+- **diversity**: over the seeds of one under-specified prompt (`a SHAPE`: the colour is free; `a COLOUR object`:
+  the shape is free), the entropy of the free attribute over its maximum `log2(min(seeds, 6))`: 0 when every seed
+  gives the same, 1 when they are as spread as the seeds allow. Averaged over prompts (the interval resamples
+  prompts).
+- **wall time** covers generation, export and scoring of one run; **peak memory** is the maximum resident set of
+  the run's own process (each run gets a fresh one).
+- Intervals are percentile bootstrap 95% intervals of the mean (2000 resamples of the runs); `n=1` marks a
+  single value. A metric that does not apply shows `-`.
+"""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def _mean(values) -> str:
+    values = [float(v) for v in values if v is not None]
+    return f"{np.mean(values):.2f} ({len(values)})" if values else "-"
+
+
+def by_attribute(rows: list[dict], methods: list[str], attribute: str, metric: str, names: list[str]) -> str:
+    """Mean of ``metric`` (runs in brackets) per method and per shape or colour of the prompt."""
+    body = []
+    for m in methods:
+        cells = [_mean(r[metric] for r in rows if r["method"] == m and r["status"] == "ok"
+                       and getattr(parse_prompt(r["prompt"]), attribute) == n) for n in names]
+        body.append([m, *cells])
+    return _table(["method", *names], body)
+
+
+def handle_counts(rows: list[dict], methods: list[str]) -> str:
+    body = []
+    for m in methods:
+        h = [r["handles"] for r in rows if r["method"] == m and r["status"] == "ok" and parse_prompt(r["prompt"]).shape == "mug"]
+        body.append([m, len(h), sum(x == 0 for x in h), sum(x == 1 for x in h), sum(x >= 2 for x in h)])
+    return _table(["method", "mug runs", "0 handles", "1 handle", "2 or more"], body)
+
+
+def readings(summary: dict) -> list[str]:
+    """For each metric, the best method by its mean, and whether its interval separates it from the next."""
+    out = []
+    for m in [*METRICS, DIVERSITY]:
+        scored = [(k, s[m.name]) for k, s in summary.items() if s[m.name]["n"] and not np.isnan(s[m.name]["mean"])]
+        if len(scored) < 2:
+            continue
+        scored.sort(key=lambda x: x[1]["mean"], reverse=m.better == "higher")
+        (best, a), (second, b) = scored[:2]
+        if a["mean"] == b["mean"]:
+            out.append(f"- {m.label}: {best} and {second} tie at {m.fmt.format(a['mean'])}.")
+            continue
+        apart = a["lo"] > b["hi"] if m.better == "higher" else a["hi"] < b["lo"]
+        out.append(f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}), then {second} "
+                   f"({m.fmt.format(b['mean'])}); " + ("the intervals do not overlap." if apart else
+                                                       "the intervals overlap: not separated by this benchmark."))
+    return out
+
+
+def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> list[str]:
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "metrics.png", fig_dir / "metrics.png")
+    lines = ["![metrics per method](benchmark/metrics.png)", ""]
+    by = {(r["method"], r["prompt"], r["seed"]): r for r in rows}
+    full = [p for p in dict.fromkeys(r["prompt"] for r in rows) if None not in (parse_prompt(p).shape, parse_prompt(p).colour)]
+    diagonal = [p for p in full if SHAPE_NAMES.index(parse_prompt(p).shape) == COLOUR_NAMES.index(parse_prompt(p).colour)]
+    shown = (diagonal or full)[:6]
+    if shown:
+        seed = min(r["seed"] for r in rows if r["prompt"] in shown)
+        cells = [[_image(by.get((m, p, seed))) for p in shown] for m in methods]
+        grid_figure(cells, methods, shown, fig_dir / "grid.png")
+        lines += [f"Front views (azimuth 0), seed {seed}; every prompt and the turntables are in `report.html`.", "",
+                  "![comparison grid](benchmark/grid.png)", ""]
+    for p in [p for p in ("a mug", "a red object") if any(r["prompt"] == p for r in rows)]:
+        seeds = sorted({r["seed"] for r in rows if r["prompt"] == p})
+        name = f"diversity-{p.replace(' ', '-')}.png"
+        grid_figure([[_image(by.get((m, p, s))) for s in seeds] for m in methods], methods, [f"seed {s}" for s in seeds],
+                    fig_dir / name)
+        lines += [f"`{p}` over seeds:", "", f"![{p} over seeds](benchmark/{name})", ""]
+    return lines
+
+
+def _image(row: dict | None):
+    return None if row is None or row["status"] != "ok" else front_view(row["run_dir"])
+
+
+def settings(spec, out: Path) -> list[str]:
+    tasks = plan(spec, out)
+    lines = []
+    for m in spec.methods:
+        cfg = next(t.config for t in tasks if t.method == method_label(m))
+        g = cfg.guidance
+        lines.append(f"| {method_label(m)} | {g.method}{f' ({g.divergence})' if g.method == 'uni-instruct' else ''} | "
+                     f"{g.cfg_scale:g} | {cfg.train.steps} | {cfg.train.views} | {cfg.train.resolution} | {cfg.scene} |")
+    return ["| method | guidance | CFG | steps | views / step | render px | scene |", "|---|---|---|---|---|---|---|", *lines]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", type=Path, default=Path("configs/benchmark/full.yaml"))
+    ap.add_argument("--out", type=Path, default=Path("runs/benchmark"))
+    ap.add_argument("--doc", type=Path, default=Path("docs/BENCHMARK.md"))
+    ap.add_argument("--executor", choices=["local", "ray"], default="local")
+    ap.add_argument("--ray-address", default=None)
+    ap.add_argument("--workers", type=int, default=1, help="local pool size; 0 runs in this process")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--report-only", action="store_true", help="write the document from the runs finished so far")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+
+    cfg = CompareConfig(spec=args.spec, out=args.out, executor=args.executor, ray_address=args.ray_address,
+                        workers=args.workers, threads=args.threads, report_only=args.report_only,
+                        progress=not args.no_progress)
+    try:
+        rows = compare(cfg)
+        spec = resolve_spec(cfg)
+    except UserError as exc:
+        sys.exit(f"benchmark: error: {exc}")
+    methods = [method_label(m) for m in spec.methods]
+    summary = summarise(rows, methods)
+    div = diversity_table(rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    command = " ".join(["python scripts/benchmark.py", *sys.argv[1:]]).replace(" --report-only", "")
+    groups = "; ".join(f"{len(g.prompts)} prompts x {len(g.seeds)} seeds ({', '.join(map(str, g.seeds))})" for g in spec.groups)
+    hours = sum(r["wall_seconds"] or 0 for r in ok) / 3600
+    lines = [
+        "# Benchmark: every method on Shapes World, scored against ground truth", "",
+        f"Regenerate: `{command}` (resumable; spec `{args.spec}`, runs and `report.html` in `{args.out}`).", "",
+        f"**{len(ok)} of {len(rows)} runs finished**" + (f", {len(failed)} failed or not run yet (listed below)" if failed else "")
+        + f". Methods: {', '.join(methods)}; {groups}; teacher `{spec.teacher}`. Sum of run wall times: {hours:.1f} h "
+        f"({args.executor} executor; this machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, torch {_torch_version()}).", "",
+        *settings(spec, args.out), "",
+        "## Results", "", "Mean [bootstrap 95% interval] over runs; arrows say which way is better.", "",
+        markdown_summary(summary), "", *readings(summary), "",
+        "## Diversity of the under-specified prompts", "",
+        "Distinct values of the free attribute / runs, normalised entropy H, and the values seen.", "",
+        markdown_diversity(div, methods) if div else "No under-specified prompt in this batch.", "",
+        "## By shape and colour", "", "F-score@0.05 by the prompt's shape (runs in brackets):", "",
+        by_attribute(rows, methods, "shape", "fscore", SHAPE_NAMES), "",
+        "Colour right (vertex colours) by the prompt's colour:", "",
+        by_attribute(rows, methods, "colour", "colour_correct", COLOUR_NAMES), "",
+        "## The Janus test (mug prompts)", "", handle_counts(rows, methods), "",
+        "## Figures", "", *figures(rows, methods, args.doc.parent / "benchmark", args.out),
+        "## What is measured", "", DEFINITIONS,
+    ]
+    if failed:
+        lines += ["## Runs not finished", "", _table(["method", "prompt", "seed", "error"],
+                                                     [[r["method"], r["prompt"], r["seed"], r["error"] or "-"] for r in failed]), ""]
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text("\n".join(lines))
+    print(f"wrote {args.doc}")
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The resumable batch: finished runs are skipped, a killed batch continues, a failing run is recorded."""
+
+import json
+
+import pytest
+
+from uni3d.cli import main
+from uni3d.compare.batch import CompareConfig, compare
+from uni3d.compare.results import read_csv
+from uni3d.errors import UserError
+
+
+def _cfg(out, **kw) -> CompareConfig:
+    kw = {"methods": ("sds", "vsd"), "prompts": ("a red mug", "a blue object"), "seeds": (0,), "out": out,
+          "workers": 0, "threads": 1, "progress": False, "turntables": 2, **kw}
+    return CompareConfig(**kw)
+
+
+def test_batch_scores_every_run_and_writes_the_reports(fake_runs, tmp_path):
+    out = tmp_path / "cmp"
+    rows = compare(_cfg(out))
+    assert [(r["method"], r["prompt"], r["status"]) for r in rows] == [
+        ("sds", "a red mug", "ok"), ("sds", "a blue object", "ok"), ("vsd", "a red mug", "ok"), ("vsd", "a blue object", "ok")]
+    assert (out / "runs" / "vsd" / "a-blue-object" / "s0" / "evaluation.json").is_file()
+    csv_rows = read_csv(out / "results.csv")
+    mug = csv_rows[0]
+    assert mug["kind"] == "full" and mug["chamfer"] < 0.03 and mug["iou"] > 0.8 and mug["shape_correct"] is True
+    assert mug["colour_correct"] is True and mug["handles"] == 1 and mug["janus_ok"] is True
+    assert mug["view_colour_accuracy"] >= 0.75 and mug["peak_memory_mb"] == 100.0 and mug["wall_seconds"] > 0
+    assert csv_rows[1]["kind"] == "colour-only" and csv_rows[1]["colour"] == "blue" and csv_rows[1]["shape_correct"] is None
+    for name in ("report.md", "report.html", "metrics.png", "summary.json", "batch.yaml"):
+        assert (out / name).is_file(), name
+    assert "| sds | 2 (0) |" in (out / "report.md").read_text()
+
+
+def test_killed_batch_continues_where_it_stopped(fake_runs, tmp_path):
+    out = tmp_path / "cmp"
+    fake_runs.kill.add(("a red mug", "vsd"))  # killed after its files, before its evaluation
+    with pytest.raises(KeyboardInterrupt):
+        compare(_cfg(out))
+    partial = out / "runs" / "vsd" / "a-red-mug" / "s0"
+    assert (partial / "mesh.glb").exists() and not (partial / "evaluation.json").exists()
+    assert [r["status"] for r in read_csv(out / "results.csv")] == ["ok", "ok", "error", "error"]  # not run yet
+
+    fake_runs.kill.clear()
+    fake_runs.calls.clear()
+    rows = compare(_cfg(out))
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    # only the killed run and the one never started were run, the killed one over its partial directory
+    assert fake_runs.calls == [("a red mug", "vsd", 0, True), ("a blue object", "vsd", 0, False)]
+    fake_runs.calls.clear()
+    compare(_cfg(out))
+    assert fake_runs.calls == []  # everything finished: nothing runs
+
+
+def test_a_failing_run_is_recorded_and_the_batch_goes_on(fake_runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    fake_runs.fail["a blue object"] = RuntimeError("the scene exploded")
+    assert main(["compare", "--methods", "sds", "--prompts", "a red mug", "a blue object", "a green torus",
+                 "--out", str(out), "--workers", "0", "--threads", "1", "--no-progress"]) == 0
+    rows = read_csv(out / "results.csv")
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert rows[1]["error"] == "RuntimeError: the scene exploded"
+    assert "2 of 3 runs finished" in capsys.readouterr().out
+    assert "the scene exploded" in (out / "report.html").read_text()
+    fake_runs.fail.clear()
+    fake_runs.calls.clear()
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug", "a blue object", "a green torus")))
+    assert [c[0] for c in fake_runs.calls] == ["a blue object"]  # a failed run is tried again
+
+
+def test_changed_settings_need_overwrite(fake_runs, tmp_path):
+    out = tmp_path / "cmp"
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    with pytest.raises(UserError, match="train.steps: 1000 here, 7 asked"):
+        compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",)))
+    fake_runs.calls.clear()
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",), overwrite=True))
+    assert len(fake_runs.calls) == 1
+    assert json.loads((out / "runs" / "sds" / "a-red-mug" / "s0" / "evaluation.json").read_text())["steps"] == 7
+
+
+def test_report_only_runs_nothing(fake_runs, tmp_path):
+    out = tmp_path / "cmp"
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    fake_runs.calls.clear()
+    rows = compare(_cfg(out, methods=("sds",), prompts=("a red mug", "a mug"), report_only=True))
+    assert fake_runs.calls == [] and [r["status"] for r in rows] == ["ok", "error"] and rows[1]["error"] == "not run"
