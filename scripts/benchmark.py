@@ -93,10 +93,12 @@ def readings(summary: dict) -> list[str]:
         if a["mean"] == b["mean"]:
             out.append(f"- {m.label}: {best} and {second} tie at {m.fmt.format(a['mean'])}.")
             continue
+        head = f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}), then {second} ({m.fmt.format(b['mean'])}); "
+        if min(a["n"], b["n"]) < 2:
+            out.append(head + "one run only: no interval, nothing separated.")
+            continue
         apart = a["lo"] > b["hi"] if m.better == "higher" else a["hi"] < b["lo"]
-        out.append(f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}), then {second} "
-                   f"({m.fmt.format(b['mean'])}); " + ("the intervals do not overlap." if apart else
-                                                       "the intervals overlap: not separated by this benchmark."))
+        out.append(head + ("the intervals do not overlap." if apart else "the intervals overlap: not separated by this benchmark."))
     return out
 
 
@@ -166,12 +168,13 @@ def main() -> None:
     failed = [r for r in rows if r["status"] != "ok"]
     command = " ".join(["python scripts/benchmark.py", *sys.argv[1:]]).replace(" --report-only", "")
     groups = "; ".join(f"{len(g.prompts)} prompts x {len(g.seeds)} seeds ({', '.join(map(str, g.seeds))})" for g in spec.groups)
-    hours = sum(r["wall_seconds"] or 0 for r in ok) / 3600
+    seconds = sum(r["wall_seconds"] or 0 for r in ok)
+    total = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
     lines = [
         "# Benchmark: every method on Shapes World, scored against ground truth", "",
         f"Regenerate: `{command}` (resumable; spec `{args.spec}`, runs and `report.html` in `{args.out}`).", "",
         f"**{len(ok)} of {len(rows)} runs finished**" + (f", {len(failed)} failed or not run yet (listed below)" if failed else "")
-        + f". Methods: {', '.join(methods)}; {groups}; teacher `{spec.teacher}`. Sum of run wall times: {hours:.1f} h "
+        + f". Methods: {', '.join(methods)}; {groups}; teacher `{spec.teacher}`. Sum of run wall times: {total} "
         f"({args.executor} executor; this machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, torch {_torch_version()}).", "",
         *settings(spec, args.out), "",
