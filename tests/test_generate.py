@@ -37,6 +37,10 @@ def test_generate_gaussians_writes_a_mesh(tiny_shapes_dir, tmp_path):
     assert main(["generate", "a yellow sphere", "--scene", "gaussians", "--method", "sds", "--teacher", str(tiny_shapes_dir),
                  "--out", str(out), "--gaussians.num-init", "300", *FAST]) == 0
     assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 0
+    # the same cloud through TSDF fusion of its rendered depth
+    assert main(["export", str(out), "--method", "tsdf", "--format", "ply", "--resolution", "32"]) == 0
+    mesh = trimesh.load(out / "mesh.ply", force="mesh")
+    assert len(mesh.faces) > 0 and abs(mesh.vertices).max() <= 1.0 + 1e-6
 
 
 def test_generate_image_scene(tiny_shapes_dir, tmp_path):

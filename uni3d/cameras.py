@@ -80,6 +80,11 @@ class Cameras:
         origins = origin[:, None, None].expand_as(dirs)
         return origins, dirs
 
+    def ray_cosines(self, resolution: int) -> torch.Tensor:
+        """(B, 1, H, W) cosine between each pixel's ray and the optical axis: z-depth / ray distance."""
+        _, dirs = self.rays(resolution)
+        return (dirs * self.basis()[2][:, None, None]).sum(-1)[:, None]
+
 
 def camera_features(cams: Cameras | None, batch: int) -> torch.Tensor:
     """Sinusoidal features of a view: the camera input of a camera-aware teacher or fake score.

@@ -147,6 +147,8 @@ class Export:
     """Marching-cubes resolution (default: the run's)."""
     level: float | None = None
     """Density iso-level (default: automatic)."""
+    method: Literal["density", "tsdf"] | None = None
+    """density: isosurface of the density; tsdf: fusion of rendered depth (suits Gaussians). Default: the run's."""
 
 
 def run_export(args: Export) -> None:
@@ -169,7 +171,8 @@ def run_export(args: Export) -> None:
         for name in ("means", "log_scales", "quats", "opacity_logits", "colour_logits"):
             setattr(scene, name, torch.nn.Parameter(state[name]))
     scene.load_state_dict(state)
-    export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level))
+    export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level),
+                                                                              ("method", args.method))
                                                     if v is not None})
     mesh = extract_mesh(scene.eval(), export_cfg)
     out = args.out or args.run_dir / f"mesh.{args.format}"

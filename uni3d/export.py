@@ -1,14 +1,17 @@
 """Scene -> cleaned, coloured mesh in world units (y up, centred, never rescaled) -> .glb / .obj / .ply.
 
-The isosurface level is chosen automatically: the density level whose silhouettes best match
-the scene's own rendered opacity (alpha > 0.5) over a ring of views, so faint fog that renders as
-almost transparent is left out while the object is kept whole.
+Two routes to the surface. ``density`` (the default): marching cubes on the scene's density at a
+level chosen automatically, the one whose silhouettes best match the scene's own rendered opacity
+(alpha > 0.5) over a ring of views, so faint fog that renders as almost transparent is left out while
+the object is kept whole. ``tsdf``: fusion of rendered depth into a truncated signed distance grid
+(``uni3d.tsdf``), for scenes whose density is not a good surface, such as 3D Gaussians.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +19,7 @@ import trimesh
 
 from uni3d.cameras import CameraSampler
 from uni3d.errors import UserError
+from uni3d.tsdf import fuse, fusion_cameras
 
 FORMATS = ("glb", "obj", "ply")
 
@@ -32,6 +36,14 @@ class ExportConfig:
     """Drop connected components with fewer faces than this fraction of the largest one."""
     views: int = 8
     """Views used to pick the level automatically."""
+    method: Literal["density", "tsdf"] = "density"
+    """density: isosurface of the scene's density; tsdf: fusion of rendered depth (suits Gaussians)."""
+    tsdf_views: int = 12
+    """tsdf: views per ring (three rings of elevations -20, 15 and 50 degrees)."""
+    tsdf_render: int = 128
+    """tsdf: render resolution of the fused depth maps (pixels)."""
+    tsdf_truncation: float = 3.0
+    """tsdf: truncation distance, in voxels of the marching-cubes grid."""
 
 
 class ExportError(UserError):
@@ -69,18 +81,28 @@ def _silhouette_level(scene, values: torch.Tensor, bound: float, views: int, res
 
 
 def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool = False) -> trimesh.Trimesh:
-    """Marching cubes on the scene's density at an automatic level, small components removed,
-    vertex colours from the field."""
+    """Marching cubes on the scene's density at an automatic level (or on fused depth, ``method="tsdf"``),
+    small components removed, vertex colours from the field."""
     from skimage.measure import marching_cubes
 
-    values, spacing = scene.density_grid(cfg.resolution)
-    level = cfg.level if cfg.level is not None else _silhouette_level(scene, values, scene.config.bound, cfg.views)
-    values = values.numpy()
-    if not (values.min() < level < values.max()):
-        raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
-                          "train longer or pass --level")
+    bound = scene.config.bound
+    if cfg.method == "tsdf":
+        spacing = 2 * bound / (cfg.resolution - 1)
+        tsdf, weight = fuse(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
+                            cfg.tsdf_truncation * spacing)
+        if not (tsdf < 0).any():
+            raise ExportError("no rendered depth reaches 50% opacity from any view: the scene is empty; train longer "
+                              "or lower the opacity regulariser (loss_opacity)")
+        values, level = -tsdf.numpy(), 0.0  # inside positive, as for a density
+    else:
+        values, spacing = scene.density_grid(cfg.resolution)
+        level = cfg.level if cfg.level is not None else _silhouette_level(scene, values, bound, cfg.views)
+        values = values.numpy()
+        if not (values.min() < level < values.max()):
+            raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
+                              "train longer or pass --level")
     verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
-    verts = verts - scene.config.bound
+    verts = verts - bound
     mesh = trimesh.Trimesh(verts, faces, process=True)
     if mesh.volume < 0:  # denser inside: make normals point outwards
         mesh.invert()

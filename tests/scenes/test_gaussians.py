@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from uni3d.cameras import Cameras
+from uni3d.scenes.base import RenderOutput
 from uni3d.scenes.gaussians import GaussianScene, GaussiansConfig, covariances, project, rasterize, view_matrices
 
 
@@ -81,3 +82,22 @@ def test_densify_and_prune_keeps_the_optimizer_in_step():
     out = scene.render(Cameras.from_angles(0.0, 10.0), 16)
     out.rgb.mean().backward()
     opt.step()
+
+
+def test_render_depth_is_distance_along_the_ray():
+    """The contract's depth is ray distance (the rasteriser composites camera z): an off-axis blob reads
+    |camera - blob|, not the camera's z of it."""
+    scene = GaussianScene(GaussiansConfig(num_init=1, backend="torch"))
+    with torch.no_grad():
+        scene.means.copy_(torch.tensor([[0.6, 0.0, 0.0]]))
+        scene.log_scales.fill_(torch.log(torch.tensor(0.01)))
+        scene.opacity_logits.fill_(6.0)
+    cams = Cameras.from_angles(0.0, 0.0)
+    out = scene.render(cams, 64)
+    a = out.alpha[0, 0]
+    row, col = divmod(int(a.argmax()), 64)
+    distance = (cams.positions()[0] - scene.means[0].detach()).norm().item()
+    out = RenderOutput(out.rgb.detach(), out.alpha.detach(), out.depth.detach())
+    a = out.alpha[0, 0]
+    assert out.depth[0, 0, row, col] / a[row, col] == pytest.approx(distance, abs=0.01)
+    assert distance - 2.5 > 0.05  # the z-depth (2.5) would fail the check above

@@ -200,7 +200,9 @@ class GaussianScene(Scene):
             rgbs.append(rgb)
             alphas.append(a)
             depths.append(d)
-        return RenderOutput(rgb=torch.stack(rgbs), alpha=torch.stack(alphas), depth=torch.stack(depths))
+        # the rasteriser composites camera z; the contract is distance along the ray
+        depth = torch.stack(depths) / cams.ray_cosines(resolution).to(self.means)
+        return RenderOutput(rgb=torch.stack(rgbs), alpha=torch.stack(alphas), depth=depth)
 
     def _render_gsplat(self, cams: Cameras, resolution: int) -> RenderOutput:  # pragma: no cover - CUDA only
         """gsplat's CUDA rasteriser with the same cameras (OpenCV convention: y down, z forward)."""
@@ -218,9 +220,10 @@ class GaussianScene(Scene):
         colors, alphas, _ = gsplat.rasterization(
             self.means, F.normalize(self.quats, dim=-1), torch.exp(self.log_scales), torch.sigmoid(self.opacity_logits),
             torch.sigmoid(self.colour_logits), viewmats.to(dev), K.to(dev), resolution, resolution,
-            backgrounds=self.background.expand(len(cams), 3), render_mode="RGB+ED",
+            backgrounds=self.background.expand(len(cams), 3), render_mode="RGB+D",  # accumulated camera z, as the torch path composites
         )
         rgb, depth = colors[..., :3].permute(0, 3, 1, 2), colors[..., 3:].permute(0, 3, 1, 2)
+        depth = depth / cams.ray_cosines(resolution).to(dev)
         return RenderOutput(rgb=rgb, alpha=alphas.permute(0, 3, 1, 2), depth=depth)
 
     def bind_optimizer(self, optimizer) -> None:
