@@ -50,3 +50,14 @@ def test_formats_roundtrip(tmp_path, fmt):
     back = trimesh.load(path, force="mesh")
     assert len(back.faces) > 100
     assert abs(back.bounds[1][1] - mesh.bounds[1][1]) < 1e-4  # y up, no rescaling
+
+
+def test_uv_texture_option_keeps_the_geometry(tmp_path):
+    pytest.importorskip("xatlas")
+    plain = extract_mesh(_ball(0.4), ExportConfig(resolution=48))
+    textured = extract_mesh(_ball(0.4), ExportConfig(resolution=48, texture=128))
+    assert textured.visual.kind == "texture" and textured.visual.material.image.size == (128, 128)
+    assert len(textured.faces) == len(plain.faces)
+    assert abs(textured.area - plain.area) < 1e-6 * plain.area
+    back = trimesh.load(save_mesh(textured, tmp_path / "t.glb"), force="mesh")
+    assert back.visual.uv is not None

@@ -44,6 +44,8 @@ class ExportConfig:
     """tsdf: render resolution of the fused depth maps (pixels)."""
     tsdf_truncation: float = 3.0
     """tsdf: truncation distance, in voxels of the marching-cubes grid."""
+    texture: int = 0
+    """Side of a UV texture (xatlas) baked from the colour field, in pixels; 0 keeps vertex colours only."""
 
 
 class ExportError(UserError):
@@ -112,6 +114,10 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
     with torch.no_grad():
         rgb = scene.colour_at(torch.tensor(mesh.vertices, dtype=torch.float32), shaded=shaded_colours).numpy()
     mesh.visual.vertex_colors = np.concatenate([(rgb * 255).round(), np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
+    if cfg.texture > 0:
+        from uni3d.texture import bake
+
+        mesh = bake(mesh, scene, cfg.texture, shaded=shaded_colours)
     return mesh
 
 
@@ -130,5 +136,8 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path) -> Path:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"unsupported mesh format {path.suffix!r}: use one of {', '.join('.' + f for f in FORMATS)}")
+    if fmt == "ply" and isinstance(mesh.visual, trimesh.visual.TextureVisuals):
+        mesh = mesh.copy()
+        mesh.visual = mesh.visual.to_color()  # PLY has no textures: colours sampled at the vertices
     mesh.export(path)
     return path
