@@ -37,8 +37,10 @@ class GuidanceConfig:
     """Step at which the maximum time starts moving from t_max to t_max_end."""
     anneal_steps: int = 1
     """Steps over which it moves (linearly)."""
-    weighting: Literal["s2", "one"] = "s2"
-    """Time weighting w(t): s2 = s_t^2 (= 1 - abar_t), or one."""
+    weighting: Literal["auto", "s2", "one", "sid"] = "auto"
+    """Time weighting w(t): s2 = s_t^2 (= 1 - abar_t); one; sid = s_t^4 / a_t^2, the weighting of SiD's x-space
+    loss, under which the normalised Uni-Instruct gradient weighs every t alike (under s2 it grows with the
+    SNR, so the noisiest low-t predictions dominate); auto = sid for Uni-Instruct, s2 for SDS and VSD."""
     normalise: bool = True
     """Uni-Instruct: divide each sample's loss by mean|x0 - x0_hat_T| (stop-gradient), as DMD and SiD do."""
     sim: bool = True
@@ -97,6 +99,11 @@ class GuidanceConfig:
         lo_i, hi_i = int(lo * num_train_timesteps), min(num_train_timesteps - 1, int(hi * num_train_timesteps))
         return torch.randint(lo_i, max(lo_i, hi_i) + 1, (n,), generator=generator)
 
-    def weight(self, s_t: torch.Tensor) -> torch.Tensor:
-        """``w(t)`` from ``s_t`` (B, 1, 1, 1)."""
-        return torch.ones_like(s_t) if self.weighting == "one" else s_t**2
+    def weight(self, a_t: torch.Tensor, s_t: torch.Tensor) -> torch.Tensor:
+        """``w(t)`` from ``a_t`` and ``s_t`` (B, 1, 1, 1)."""
+        kind = self.weighting if self.weighting != "auto" else ("sid" if self.method == "uni-instruct" else "s2")
+        if kind == "one":
+            return torch.ones_like(s_t)
+        if kind == "sid":
+            return s_t**4 / a_t.clamp(min=1e-3) ** 2
+        return s_t**2

@@ -51,7 +51,7 @@ def guidance_loss(
     t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0)
     a_t, s_t = (v.to(x0) for v in teacher.a_s(t))
-    w = cfg.weight(s_t)
+    w = cfg.weight(a_t, s_t)
     if cfg.grad_clip > 0 and x0.requires_grad:
         x0.register_hook(_clip_per_sample(cfg.grad_clip))
     stats: dict[str, float] = {}
