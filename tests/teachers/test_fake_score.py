@@ -110,3 +110,12 @@ def test_sds_and_vsd_never_differentiate_the_networks(tiny_shapes_teacher):
         res.loss.backward()
         assert rgb.grad.abs().sum() > 0
     assert calls == []
+
+
+def test_lora_targets_are_configurable(tiny_shapes_teacher):
+    attention = FakeScore(tiny_shapes_teacher)
+    n_attention = len(attention.lora_parameters())
+    assert all("conv" not in n for n, p in tiny_shapes_teacher.unet.named_parameters() if "lora_" in n)
+    wider = FakeScore(tiny_shapes_teacher, FakeScoreConfig(targets=("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2")))
+    names = [n for n, _ in tiny_shapes_teacher.unet.named_parameters() if "lora_" in n]
+    assert len(wider.lora_parameters()) > n_attention and any("conv1" in n for n in names)

@@ -27,7 +27,10 @@ class FakeScoreConfig:
     """The fake score's adapter and its training."""
 
     rank: int = 4
-    """LoRA rank on the UNet's attention projections."""
+    """LoRA rank."""
+    targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    """UNet modules that get a LoRA (peft target names): the attention projections, as in ProlificDreamer;
+    add conv1 conv2 conv_in conv_out for a fake score that can move further from the teacher."""
     lr: float = 1e-3
     """Learning rate of the LoRA, camera embedding and ratio head (AdamW)."""
     camera_dropout: float = 0.1
@@ -98,7 +101,7 @@ class FakeScore(nn.Module):
             unet.delete_adapters(ADAPTER)
         unet.add_adapter(LoraConfig(
             r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
-            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            target_modules=list(config.targets),
         ), adapter_name=ADAPTER)
         unet.disable_adapters()
         time_dim = unet.time_embedding.linear_2.out_features
