@@ -79,6 +79,38 @@ def test_online_training_fits_the_renders(tiny_shapes_teacher):
     assert sum(losses[-10:]) / 10 < 0.85 * sum(losses[:10]) / 10  # the head separates renders from "real" zeros
 
 
+def test_online_training_moves_the_lora_and_fits_a_render(teacher):
+    """The LoRA itself learns (peft's adapter switching must not leave it frozen): on one fixed render the
+    noise-prediction error falls, and every LoRA weight gets a gradient."""
+    torch.manual_seed(0)
+    fake = FakeScore(teacher, FakeScoreConfig(lr=3e-3, t_min=0.1, t_max=0.3))
+    opt = torch.optim.Adam(fake.lora_parameters(), lr=3e-3)  # the LoRA alone, not the camera embedding
+    x0, cond = _inputs(teacher, b=1)
+    before = [p.detach().clone() for p in fake.lora_parameters()]
+    losses = []
+    for i in range(80):
+        out = fake.loss(x0, cond, generator=torch.Generator().manual_seed(i % 4))
+        opt.zero_grad()
+        out["loss_fake"].backward()
+        if i == 0:
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fake.lora_parameters()[1::2])  # lora_B
+        opt.step()
+        losses.append(out["loss_fake"].item())
+    assert all(not torch.equal(b, p) for b, p in zip(before, fake.lora_parameters()))
+    assert sum(losses[-8:]) / 8 < 0.95 * sum(losses[:8]) / 8  # the same four noise draws in both windows
+
+
+def test_generator_losses_leave_the_lora_frozen(tiny_shapes_teacher):
+    fake = FakeScore(tiny_shapes_teacher)
+    x0, cond = _inputs(tiny_shapes_teacher)
+    x0.requires_grad_(True)
+    with fake.frozen():
+        eps_F, _ = fake.eps(x0, torch.tensor([100, 200]), cond)
+    eps_F.sum().backward()  # after the block, as the trainer does
+    assert x0.grad is not None and all(p.grad is None for p in fake.trainable_parameters())
+    assert all(p.requires_grad for p in fake.lora_parameters())  # the fake's own training is unaffected
+
+
 def test_pathwise_terms_reach_the_render_through_both_networks(tiny_shapes_teacher):
     teacher = tiny_shapes_teacher
     fake = FakeScore(teacher)

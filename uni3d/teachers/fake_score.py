@@ -110,6 +110,9 @@ class FakeScore(nn.Module):
         self._mid: torch.Tensor | None = None
         unet.mid_block.register_forward_hook(self._capture_mid)
         self._active = False
+        self._lora_trainable = True  # False inside frozen(); active() keeps the LoRA's requires_grad to it
+        for p in self.lora_parameters():
+            p.requires_grad_(True)
 
     # --- switching ---------------------------------------------------------------------------
     def _capture_mid(self, module, inputs, output) -> None:
@@ -121,7 +124,9 @@ class FakeScore(nn.Module):
         """Inside: the UNet is the fake score (LoRA on, camera embedding added)."""
         unet = self.teacher.unet
         original = unet.class_embedding
-        unet.enable_adapters()
+        unet.enable_adapters()  # marks the LoRA trainable, even inside frozen()
+        for p in self.lora_parameters():
+            p.requires_grad_(self._lora_trainable)
         unet.class_embedding = _SumEmbedding(original, self.camera_embedding)
         self._active = True
         try:
@@ -130,6 +135,11 @@ class FakeScore(nn.Module):
             self._active = False
             unet.class_embedding = original
             unet.disable_adapters()
+            # peft's disable_adapters clears requires_grad of the LoRA weights, and autograd accumulates no
+            # gradient into a leaf that no longer requires it: the backward of the fake's loss comes after
+            # this block, so the flag is put back (a disabled adapter is not in the forward either way).
+            for p in self.lora_parameters():
+                p.requires_grad_(self._lora_trainable)
 
     def lora_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.teacher.unet.named_parameters() if "lora_" in n]
@@ -142,11 +152,13 @@ class FakeScore(nn.Module):
         """Inside: no gradient reaches the fake score's own weights (the generator's losses)."""
         params = self.trainable_parameters()
         flags = [p.requires_grad for p in params]
+        trainable, self._lora_trainable = self._lora_trainable, False
         for p in params:
             p.requires_grad_(False)
         try:
             yield
         finally:
+            self._lora_trainable = trainable
             for p, f in zip(params, flags):
                 p.requires_grad_(f)
 
