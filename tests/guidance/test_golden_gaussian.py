@@ -60,18 +60,23 @@ def _nodes(n=48):
             torch.tensor(ww.ravel(), dtype=torch.float64))
 
 
-def tractable_gradient(divergence: str, cross: bool, jac: float = 0.5) -> float:
+def tractable_gradient(divergence: str, cross: bool, jac: float = 0.5, centred: bool = False,
+                       fake_theta: float = THETA, rho_one: bool = False) -> float:
     z, eps, weights = _nodes()
     theta = torch.tensor(THETA, dtype=torch.float64, requires_grad=True)
     x0 = (theta + (0.7 + jac * theta) * z).unsqueeze(1)
+    # E_z[x0] = theta, with its gradient: the generator's mean over its own randomness z
+    x0_mean = (theta + (0.7 + jac * theta) * torch.zeros_like(z)).unsqueeze(1) if centred else None
     eps = eps.unsqueeze(1)
     x_t = A * x0 + S * eps
-    teacher, fake = GaussianTeacher(), GaussianFakeScore(THETA, jac)
+    teacher, fake = GaussianTeacher(), GaussianFakeScore(fake_theta, jac)
     rho = torch.exp(teacher.log_density(x_t) - fake.log_density(x_t)).squeeze(1)
+    if rho_one:
+        rho = torch.ones_like(rho)
     a_t = torch.full((len(z),), A, dtype=torch.float64)
     s_t = torch.full((len(z),), S, dtype=torch.float64)
     per_sample = uni_instruct_loss(x0, eps, teacher(x_t), fake(x_t), a_t, s_t, rho, divergence,
-                                   terms=UniInstructTerms(cross=cross))
+                                   terms=UniInstructTerms(cross=cross), x0_mean=x0_mean)
     (grad,) = torch.autograd.grad((weights * per_sample).sum(), theta)
     return grad.item()
 
@@ -116,3 +121,40 @@ def test_constant_jacobian_all_columns_agree(divergence):
     without = tractable_gradient(divergence, cross=False, jac=0.0)
     assert with_cross == pytest.approx(fd, rel=1e-5)
     assert without == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.mark.parametrize("divergence", list(TABLE))
+def test_centred_cross_term_keeps_the_gradient(divergence):
+    """The cross term with its Jacobian centred on E_z[dx0/dtheta] has the same expectation as the
+    uncentred one (the table's middle column), under the exact fake score."""
+    assert tractable_gradient(divergence, cross=True, centred=True) == pytest.approx(TABLE[divergence][1], rel=1e-5)
+
+
+def test_centred_cross_term_of_a_deterministic_generator_is_zero():
+    """x0_mean = x0 (nothing random beyond the fake score's conditioning): the cross term adds nothing."""
+    torch.manual_seed(0)
+    x0 = torch.randn(3, 3, 4, 4, requires_grad=True)
+    eps, eps_T, eps_F = torch.randn_like(x0), torch.randn_like(x0), torch.randn_like(x0)
+    a, s = torch.full((3, 1, 1, 1), 0.8), torch.full((3, 1, 1, 1), 0.6)
+    only_cross = UniInstructTerms(sim=False, fgm=False, di=False, cross=True)
+    uncentred = uni_instruct_loss(x0, eps, eps_T, eps_F, a, s, torch.ones(3), "fkl", terms=only_cross)
+    centred = uni_instruct_loss(x0, eps, eps_T, eps_F, a, s, torch.ones(3), "fkl", terms=only_cross, x0_mean=x0)
+    assert uncentred.abs().sum() > 0
+    (g,) = torch.autograd.grad(centred.sum(), x0)
+    assert torch.count_nonzero(g) == 0
+
+
+def test_centring_removes_the_mean_jacobian_part_of_a_lagging_fake_score():
+    """A fake score that lags behind the generator (exact for theta = 0) makes E[c d] non-zero; centring
+    removes exactly E[c d] dE[x0]/dtheta (= E[c d] here), the part that drives a mean shift."""
+    z, eps, weights = _nodes()
+    x0 = THETA + 0.7 * z + 0.5 * THETA * z
+    x_t = A * x0 + S * eps
+    teacher, fake = GaussianTeacher(), GaussianFakeScore(0.0)
+    d_eps = teacher(x_t) - fake(x_t)
+    c = 2 * (0.0 - 1.0) * d_eps * (fake(x_t) - eps) / S**2 * (A / S)  # fkl at rho = 1: 2 (H' - h) = -2
+    mean_part = float((weights * c * d_eps).sum())
+    assert abs(mean_part) > 1e-2
+    gap = tractable_gradient("fkl", True, fake_theta=0.0, rho_one=True) - tractable_gradient(
+        "fkl", True, centred=True, fake_theta=0.0, rho_one=True)
+    assert gap == pytest.approx(mean_part, rel=1e-6)

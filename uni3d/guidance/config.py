@@ -51,6 +51,11 @@ class GuidanceConfig:
     """Uni-Instruct: include the DI (VSD-direction) term."""
     cross: bool = True
     """Uni-Instruct: include the cross term (unbiased when dx0/dtheta varies by sample)."""
+    cross_centred: bool = True
+    """Uni-Instruct: pair the cross term with x0 minus the generator's mean over its own randomness (a control
+    variate: same expected gradient under an exact fake score). Every uni3d scene is deterministic given the
+    camera, which conditions the fake score, so the centred term is exactly zero there; --no-cross-centred
+    keeps the paper's form, whose coefficient sums the fake score's error over every pixel of the view."""
     ratio_warmup: int = 200
     """Uni-Instruct: steps with rho = 1 before the discriminator's ratio is used."""
     ratio_clamp: float = 10.0

@@ -80,7 +80,10 @@ def guidance_loss(
         rho = torch.ones(b, device=x0.device, dtype=x0.dtype)
     else:
         rho = torch.exp(logit.detach().clamp(-cfg.ratio_clamp, cfg.ratio_clamp)).to(x0)
-    per_sample = uni_instruct_loss(x0, eps, eps_T, eps_F, a_t, s_t, rho, cfg.divergence, cfg.alpha, w, terms)
+    # Every scene renders one image per camera, and the fake score sees the camera: the generator's mean over
+    # its own randomness is the render itself, so the centred cross term vanishes (losses.uni_instruct_loss).
+    x0_mean = x0 if cfg.cross_centred else None
+    per_sample = uni_instruct_loss(x0, eps, eps_T, eps_F, a_t, s_t, rho, cfg.divergence, cfg.alpha, w, terms, x0_mean)
     if cfg.normalise:
         x0_hat = (x_t.detach() - s_t * eps_T.detach()) / a_t
         per_sample = per_sample / (x0.detach() - x0_hat).abs().flatten(1).mean(-1).clamp(min=1e-4)

@@ -75,6 +75,7 @@ def uni_instruct_loss(
     alpha: float | None = None,
     w: torch.Tensor | float = 1.0,
     terms: UniInstructTerms = UniInstructTerms(),
+    x0_mean: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample Uni-Instruct loss (B,) for an f-divergence expanded over diffusion time.
 
@@ -97,6 +98,14 @@ def uni_instruct_loss(
         divergence, alpha: see ``f_weights``.
         w: time weighting ``w(t)``.
         terms: which of the four terms to include.
+        x0_mean: the generator's mean output over its own randomness, for each sample's conditioning,
+            carrying the gradient (``x0`` itself for a generator that is deterministic given what the
+            fake score is conditioned on). Given, the cross term is paired with ``x0 - x0_mean``
+            instead of ``x0``, i.e. its Jacobian is centred on its mean. Under an exact fake score the
+            subtracted part has zero mean (``E[eps | x_t] = eps_F`` makes the coefficient's conditional
+            mean vanish), so the expected gradient is unchanged, while the fake score's error, which the
+            coefficient sums over every dimension, no longer reaches ``x0`` through the mean Jacobian.
+            None: the uncentred term as written above.
     """
     rho = rho.detach()
     h, H1, rH2 = (_per_sample(v, x0) for v in f_weights(divergence, rho, alpha))
@@ -115,5 +124,5 @@ def uni_instruct_loss(
         loss = loss + _dot((rH2 * sq * a_over_s).detach().view(view) * d_eps.detach(), x0)
     if terms.cross:
         coef = (2 * (H1 - h) * sim_inner * a_over_s).detach().view(view)
-        loss = loss + _dot(coef * d_eps.detach(), x0)
+        loss = loss + _dot(coef * d_eps.detach(), x0 if x0_mean is None else x0 - x0_mean)
     return _per_sample(w, x0) * loss
