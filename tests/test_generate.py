@@ -193,6 +193,20 @@ def test_preset_unknown_key(tmp_path):
         load_preset(preset, GenerateConfig())
 
 
+def test_preset_numbers_in_exponent_form(tmp_path):
+    """YAML 1.1 reads 3e-3 as a string; a float setting takes it as the number, and a word is an error."""
+    from uni3d.config import load_preset
+    from uni3d.errors import UserError
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("fake:\n  lr: 3e-3\nguidance:\n  t_min: 1e-1\n")
+    cfg = load_preset(preset, GenerateConfig())
+    assert cfg.fake.lr == 0.003 and cfg.guidance.t_min == 0.1
+    preset.write_text("fake:\n  lr: fast\n")
+    with pytest.raises(UserError, match="fake.lr"):
+        load_preset(preset, GenerateConfig())
+
+
 class _no_raise:
     def __enter__(self):
         return self

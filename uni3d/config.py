@@ -87,16 +87,22 @@ def apply_overrides(obj, overrides: dict, where: str = ""):
         if dataclasses.is_dataclass(current):
             changes[key] = apply_overrides(current, value, f"{where}{key}.")
         else:
-            changes[key] = _coerce(value, hints[key])
+            changes[key] = _coerce(value, hints[key], where + key)
     return dataclasses.replace(obj, **changes)
 
 
-def _coerce(value, hint):
+def _coerce(value, hint, key: str = ""):
     origin = typing.get_origin(hint)
     if origin is Annotated:
-        return _coerce(value, typing.get_args(hint)[0])
+        return _coerce(value, typing.get_args(hint)[0], key)
     if hint is Path or (value is not None and Path in typing.get_args(hint)):
         return Path(value)
+    if value is not None and (hint is float or float in typing.get_args(hint)):
+        # YAML 1.1 reads 3e-3 (no dot) as a string
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"setting {key!r} must be a number, got {value!r}") from None
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     return value
