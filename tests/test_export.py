@@ -61,3 +61,29 @@ def test_uv_texture_option_keeps_the_geometry(tmp_path):
     assert abs(textured.area - plain.area) < 1e-6 * plain.area
     back = trimesh.load(save_mesh(textured, tmp_path / "t.glb"), force="mesh")
     assert back.visual.uv is not None
+
+
+def test_closing_fills_a_narrow_tunnel_and_keeps_a_handle_hole():
+    """A ball pierced by a 2-voxel tunnel has genus 1 before closing and 0 after; a torus (the mug's handle
+    hole is of this size) keeps its genus."""
+    import numpy as np
+    from skimage.measure import marching_cubes
+
+    from uni3d.evaluate import genus
+    from uni3d.export import close_solid
+
+    axis = np.linspace(-0.9, 0.9, 96)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    spacing = axis[1] - axis[0]
+
+    def handles(values):
+        verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(spacing,) * 3)
+        return genus(trimesh.Trimesh(verts, faces, process=True))
+
+    ball = 0.5 - np.sqrt(x**2 + y**2 + z**2)
+    pierced = np.where(np.sqrt(x**2 + y**2) < 1.2 * spacing, -1.0, ball)  # a tunnel along z, ~2 voxels wide
+    torus = 0.07 - np.sqrt((np.sqrt(x**2 + y**2) - 0.2) ** 2 + z**2)  # the mug handle's torus
+    radius = round(0.05 / spacing)
+    assert handles(pierced) == 1 and handles(close_solid(pierced, 0.0, radius)) == 0
+    assert handles(torus) == 1 and handles(close_solid(torus, 0.0, radius)) == 1
+    assert np.array_equal(close_solid(torus, 0.0, 0), torus)

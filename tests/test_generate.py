@@ -199,9 +199,10 @@ def test_preset_numbers_in_exponent_form(tmp_path):
     from uni3d.errors import UserError
 
     preset = tmp_path / "p.yaml"
-    preset.write_text("fake:\n  lr: 3e-3\nguidance:\n  t_min: 1e-1\n")
+    preset.write_text("fake:\n  lr: 3e-3\nguidance:\n  t_min: 1e-1\n  alpha: 5e-1\ntrain:\n  regularizer_weights: {loss_opacity: 1e-2}\n")
     cfg = load_preset(preset, GenerateConfig())
-    assert cfg.fake.lr == 0.003 and cfg.guidance.t_min == 0.1
+    assert cfg.fake.lr == 0.003 and cfg.guidance.t_min == 0.1 and cfg.guidance.alpha == 0.5
+    assert cfg.train.regularizer_weights == {"loss_opacity": 0.01}
     preset.write_text("fake:\n  lr: fast\n")
     with pytest.raises(UserError, match="fake.lr"):
         load_preset(preset, GenerateConfig())

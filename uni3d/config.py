@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,12 +98,15 @@ def _coerce(value, hint, key: str = ""):
         return _coerce(value, typing.get_args(hint)[0], key)
     if hint is Path or (value is not None and Path in typing.get_args(hint)):
         return Path(value)
-    if value is not None and (hint is float or float in typing.get_args(hint)):
+    if value is not None and (hint is float or (origin in (typing.Union, types.UnionType) and float in typing.get_args(hint))):
         # YAML 1.1 reads 3e-3 (no dot) as a string
         try:
             return float(value)
         except (TypeError, ValueError):
             raise UserError(f"setting {key!r} must be a number, got {value!r}") from None
+    if origin is dict and isinstance(value, dict):
+        value_hint = typing.get_args(hint)[1]
+        return {k: _coerce(v, value_hint, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     return value

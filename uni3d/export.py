@@ -34,6 +34,10 @@ class ExportConfig:
     """Density iso-level; None picks it automatically from the scene's silhouettes."""
     min_component: float = 0.05
     """Drop connected components with fewer faces than this fraction of the largest one."""
+    close_radius: float = 0.05
+    """Radius (world units) of the morphological closing of the solid before meshing: fills pores, tunnels and
+    cavities narrower than twice it, each of which would otherwise be a handle of the surface (a mug's real
+    handle hole is 0.26 wide); 0: off."""
     views: int = 8
     """Views used to pick the level automatically."""
     method: Literal["density", "tsdf"] = "density"
@@ -103,6 +107,7 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
         if not (values.min() < level < values.max()):
             raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
                               "train longer or pass --level")
+        values = close_solid(values, level, round(cfg.close_radius / spacing))
     verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
     verts = verts - bound
     mesh = trimesh.Trimesh(verts, faces, process=True)
@@ -119,6 +124,26 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
 
         mesh = bake(mesh, scene, cfg.texture, shaded=shaded_colours)
     return mesh
+
+
+def close_solid(values: np.ndarray, level: float, radius: int) -> np.ndarray:
+    """``values`` with the solid ``values > level`` closed by a ball of ``radius`` voxels and its enclosed
+    cavities filled: the voxels this adds are set just above the level, every other value is kept, so the
+    surface stays where the field puts it except across the gaps that were closed."""
+    if radius <= 0:
+        return values
+    from scipy import ndimage
+
+    solid = values > level
+    r = np.arange(-radius, radius + 1)
+    ball = (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius**2
+    padded = np.pad(solid, radius + 1)  # closing must not glue the solid to the grid's border
+    closed = ndimage.binary_closing(padded, structure=ball)[(slice(radius + 1, -radius - 1),) * 3]
+    closed = ndimage.binary_fill_holes(closed)
+    added = closed & ~solid
+    out = values.copy()
+    out[added] = level + 0.5 * (values.max() - level)
+    return out
 
 
 def remove_small_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:
