@@ -2,6 +2,9 @@
 
     python scripts/compare_2d.py [--steps 400] [--methods sds vsd uni-instruct-fkl uni-instruct-rkl]
 
+Methods not named in --methods keep their row from docs/guidance_2d/results.json, with the command that
+measured it, so one method can be remeasured after a change that touches only it.
+
 Each method distils the shapes teacher into 36 images at once (one particle per prompt, all seen
 from one fixed camera), through the same Trainer and guidance code as 3D. The shipped classifier
 then reads each image's shape and colour.
@@ -64,22 +67,27 @@ def main() -> None:
     want_colour = torch.tensor([COLOUR_NAMES.index(parse_prompt(p).colour) for p in FULL_PROMPTS])
     fig_dir = args.out / "guidance_2d"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results_path = fig_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    command = f"python scripts/compare_2d.py --steps {args.steps} --seed {args.seed} --methods {' '.join(args.methods)}"
     for method in args.methods:
         images, sec = run(method, args.steps, args.seed, args.lr)
         pred = clf.predict(images)
         ok_s, ok_c = pred["shape"] == want_shape, pred["colour"] == want_colour
         results[method] = {"shape_accuracy": ok_s.float().mean().item(), "colour_accuracy": ok_c.float().mean().item(),
                            "both": (ok_s & ok_c).float().mean().item(), "seconds_per_step": round(sec, 3),
-                           "misread": [p for p, a, b in zip(FULL_PROMPTS, ok_s.tolist(), ok_c.tolist()) if not (a and b)]}
+                           "misread": [p for p, a, b in zip(FULL_PROMPTS, ok_s.tolist(), ok_c.tolist()) if not (a and b)],
+                           "command": command}
         grid = image_grid(images, cols=6).repeat_interleave(3, -1).repeat_interleave(3, -2)
         iio.imwrite(fig_dir / f"{method}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
         print(method, json.dumps(results[method]), flush=True)
-    (fig_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = {m: results[m] for m in PRESETS if m in results}
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# Guidance in 2D: every method on the shapes teacher",
         "",
-        f"Regenerate: `python scripts/compare_2d.py --steps {args.steps} --seed {args.seed}`. Each method optimises",
+        "Regenerate: `python scripts/compare_2d.py --steps 150 --seed 0` for every method, or the command under a"
+        " method's section for its row alone. Each method optimises",
         "36 images (one per fully specified prompt, a 32 px image each, seen from azimuth "
         f"{FIXED_VIEW[0]:g}, elevation {FIXED_VIEW[1]:g}) with its preset from `configs/`; the shipped classifier reads them.",
         "",
@@ -95,6 +103,7 @@ def main() -> None:
                   "yellow, purple, gray.", ""]
         if r["misread"]:
             lines += [f"Misread: {', '.join(r['misread'])}.", ""]
+        lines += [f"Measured by `{r.get('command', 'python scripts/compare_2d.py --steps 150 --seed 0')}`.", ""]
     (args.out / "GUIDANCE_2D.md").write_text("\n".join(lines))
 
 
