@@ -39,15 +39,19 @@ PRESETS = {
 }
 
 
-def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, float]:
-    cfg = load_preset(Path(PRESETS[method]), GenerateConfig())
-    cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: 36 prompts here
-    teacher = load_teacher("shapes")
-    n = len(FULL_PROMPTS)
+def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float) -> tuple[Trainer, ImageScene]:
+    """The 2D mode: one image per prompt, all seen from FIXED_VIEW, trained with ``cfg``'s guidance."""
+    cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: many prompts here
+    n = len(prompts)
     scene = ImageScene(n, 32, lr=lr, seed=seed)
     train = cfg.train.__class__(**{**cfg.train.__dict__, "steps": steps, "seed": seed, "views": n})
     cams = Cameras.from_angles([FIXED_VIEW[0]] * n, [FIXED_VIEW[1]] * n)
-    trainer = Trainer(train, cfg.guidance, cfg.fake, scene, teacher, FULL_PROMPTS, fixed_cameras=cams)
+    return Trainer(train, cfg.guidance, cfg.fake, scene, load_teacher("shapes"), prompts, fixed_cameras=cams), scene
+
+
+def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, float]:
+    cfg = load_preset(Path(PRESETS[method]), GenerateConfig())
+    trainer, scene = particles_trainer(cfg, FULL_PROMPTS, steps, seed, lr)
     t0 = time.perf_counter()
     trainer.fit(progress=True)
     return torch.sigmoid(scene.logits.detach()), (time.perf_counter() - t0) / steps

@@ -20,14 +20,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import torch
 import yaml
+from compare_2d import particles_trainer  # scripts/ is on the path when run as a script
 
-from uni3d.cameras import Cameras
 from uni3d.config import GenerateConfig, apply_overrides, load_preset
-from uni3d.generate import FIXED_VIEW
-from uni3d.scenes.image import ImageScene
-from uni3d.teachers import load_teacher
 from uni3d.teachers.sampling import image_grid
-from uni3d.training import Trainer
 from uni3d.world.captions import parse_prompt
 from uni3d.world.classifier import ShapesClassifier
 from uni3d.world.shapes import COLOUR_NAMES, SHAPE_NAMES
@@ -50,12 +46,7 @@ def main() -> None:
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = yaml.safe_load(value)
     cfg = apply_overrides(load_preset(Path(f"configs/{args.preset}.yaml"), GenerateConfig()), overrides)
-    cfg.guidance.ratio_samples = 8
-    n = len(PROMPTS)
-    scene = ImageScene(n, 32, lr=args.lr, seed=cfg.train.seed)
-    train = cfg.train.__class__(**{**cfg.train.__dict__, "steps": args.steps, "views": n})
-    cams = Cameras.from_angles([FIXED_VIEW[0]] * n, [FIXED_VIEW[1]] * n)
-    trainer = Trainer(train, cfg.guidance, cfg.fake, scene, load_teacher("shapes"), PROMPTS, fixed_cameras=cams)
+    trainer, scene = particles_trainer(cfg, PROMPTS, args.steps, cfg.train.seed, args.lr)
     start = time.perf_counter()
     last = trainer.fit(progress=True)
     images = torch.sigmoid(scene.logits.detach())
@@ -64,9 +55,9 @@ def main() -> None:
     right = sum(r == f"{parse_prompt(p).colour} {parse_prompt(p).shape}" for r, p in zip(read, PROMPTS))
     border = torch.cat([images[..., :3, :].flatten(1), images[..., -3:, :].flatten(1)], 1).mean().item()
     args.out.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images, cols=n).repeat_interleave(3, -1).repeat_interleave(3, -2)
+    grid = image_grid(images, cols=len(PROMPTS)).repeat_interleave(3, -1).repeat_interleave(3, -2)
     iio.imwrite(args.out / f"{args.name}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-    print(json.dumps({"name": args.name, "read_right": f"{right}/{n}", "read": read, "border": round(border, 3),
+    print(json.dumps({"name": args.name, "read_right": f"{right}/{len(PROMPTS)}", "read": read, "border": round(border, 3),
                       "seconds": round(time.perf_counter() - start, 1), "settings": args.settings,
                       "last": {k: round(v, 4) for k, v in last.items()}}))
 
