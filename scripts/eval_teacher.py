@@ -18,9 +18,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import matplotlib
 import torch
+import torch.nn.functional as F
 
 from uni3d.cameras import Cameras, CameraSampler
-from uni3d.teachers.sampling import image_grid, sample
+from uni3d.teachers.sampling import SAMPLERS, image_grid, sample
 from uni3d.teachers.shapes import ShapesTeacher, default_teacher_dir
 from uni3d.world.captions import COLOUR_ONLY_PROMPTS, FULL_PROMPTS, SHAPE_ONLY_PROMPTS, parse_prompt
 from uni3d.world.classifier import ShapesClassifier
@@ -41,7 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", type=Path, default=default_teacher_dir())
     ap.add_argument("--cfg", type=float, default=None, help="CFG scale (default: the teacher's own)")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--sampler", choices=SAMPLERS, default="ddpm")
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--per-prompt", type=int, default=8)
     ap.add_argument("--under", type=int, default=32)
     ap.add_argument("--probe", type=int, default=16)
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--cfg-sweep", type=float, nargs="*", default=[1.5, 3.0, 4.0, 6.0],
                     help="CFG scales compared first on 2 samples per fully specified prompt")
+    ap.add_argument("--sampler-sweep", nargs="*", default=["ddim:30", "ddim:50", "ddpm:30", "ddpm:50"],
+                    help="SAMPLER:STEPS compared on 2 samples per fully specified prompt")
     args = ap.parse_args()
 
     teacher = ShapesTeacher.from_pretrained(args.teacher)
@@ -59,25 +63,38 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     sampler = CameraSampler()
 
-    # 0. The CFG scale, compared on a smaller sample.
-    sweep = {}
-    for scale in args.cfg_sweep:
+    def small_run(scale: float, sampler_name: str, steps: int) -> dict:
+        """2 samples per fully specified prompt: both attributes right, and the background."""
         gs = torch.Generator().manual_seed(args.seed + 1)
         ok = n = 0
+        imgs_all = []
         for prompt in FULL_PROMPTS:
             want = parse_prompt(prompt)
-            pred = clf.predict(sample(teacher, prompt, 2, sampler.sample(2, gs), scale, args.steps, gs))
+            imgs = sample(teacher, prompt, 2, sampler.sample(2, gs), scale, steps, gs, sampler=sampler_name)
+            pred = clf.predict(imgs)
             ok += ((pred["shape"] == SHAPE_NAMES.index(want.shape)) & (pred["colour"] == COLOUR_NAMES.index(want.colour))).sum().item()
             n += 2
-        sweep[scale] = ok / n
-        print(f"CFG {scale:g}: shape and colour right in {ok}/{n}", flush=True)
+            imgs_all.append(imgs)
+        return {"both_right": ok / n, **background_of(imgs_all)}
+
+    # 0. The sampler and the CFG scale, compared on a smaller sample.
+    sampler_sweep = {}
+    for spec in args.sampler_sweep:
+        name, steps = spec.split(":")
+        sampler_sweep[spec] = small_run(cfg, name, int(steps))
+        print(f"{spec}: {sampler_sweep[spec]}", flush=True)
+    sweep = {}
+    for scale in args.cfg_sweep:
+        sweep[scale] = small_run(scale, args.sampler, args.steps)["both_right"]
+        print(f"CFG {scale:g}: shape and colour right in {sweep[scale]:.0%}", flush=True)
 
     # 1. Fully specified prompts.
     rows, grids = [], []
     shape_ok = colour_ok = total = 0
     for prompt in FULL_PROMPTS:
         want = parse_prompt(prompt)
-        imgs = sample(teacher, prompt, args.per_prompt, sampler.sample(args.per_prompt, g), cfg, args.steps, g)
+        imgs = sample(teacher, prompt, args.per_prompt, sampler.sample(args.per_prompt, g), cfg, args.steps, g,
+                      sampler=args.sampler)
         pred = clf.predict(imgs)
         s_ok = (pred["shape"] == SHAPE_NAMES.index(want.shape)).sum().item()
         c_ok = (pred["colour"] == COLOUR_NAMES.index(want.colour)).sum().item()
@@ -85,10 +102,7 @@ def main() -> None:
         rows.append((prompt, s_ok, c_ok, len(imgs)))
         grids.append(imgs)
         print(f"{prompt:<22} shape {s_ok}/{len(imgs)} colour {c_ok}/{len(imgs)}", flush=True)
-    border = torch.cat([torch.cat([x[..., :2, :].flatten(1), x[..., -2:, :].flatten(1), x[..., :, :2].flatten(1),
-                                   x[..., :, -2:].flatten(1)], 1) for x in grids])  # (samples, 3 * border pixels)
-    background = {"border_mean": border.mean().item(), "border_min_channel_mean": border.view(len(border), 3, -1)
-                  .mean(-1).min(-1).values.mean().item(), "white_fraction": (border.mean(1) > 0.95).float().mean().item()}
+    background = background_of(grids)
     grid = image_grid(torch.cat(grids), cols=args.per_prompt * 2)
     iio.imwrite(fig_dir / "samples_full.png", to8(upscale(grid)))
 
@@ -96,7 +110,7 @@ def main() -> None:
     under_rows, under_grids = [], []
     for prompt in SHAPE_ONLY_PROMPTS + COLOUR_ONLY_PROMPTS:
         want = parse_prompt(prompt)
-        imgs = sample(teacher, prompt, args.under, sampler.sample(args.under, g), cfg, args.steps, g)
+        imgs = sample(teacher, prompt, args.under, sampler.sample(args.under, g), cfg, args.steps, g, sampler=args.sampler)
         pred = clf.predict(imgs)
         if want.colour is None:  # "a {shape}": colours must vary, the shape must hold
             free = torch.bincount(pred["colour"], minlength=6)
@@ -118,7 +132,7 @@ def main() -> None:
     for prompt, azimuths in (("a red mug", (0.0, 180.0)), ("a blue cube", (0.0, 45.0))):
         for az in azimuths:
             cams = Cameras.from_angles([az] * args.probe, [15.0] * args.probe)
-            imgs = sample(teacher, prompt, args.probe, cams, cfg, args.steps, g)
+            imgs = sample(teacher, prompt, args.probe, cams, cfg, args.steps, g, sampler=args.sampler)
             pred = clf.predict(imgs)
             if "mug" in prompt:
                 err = ((pred["mug_azimuth"] - az + 180) % 360 - 180).abs()
@@ -138,12 +152,12 @@ def main() -> None:
     # 4. Sampling speed: 8 images with CFG.
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    sample(teacher, "a red mug", 8, sampler.sample(8, g), cfg, args.steps, g)
+    sample(teacher, "a red mug", 8, sampler.sample(8, g), cfg, args.steps, g, sampler=args.sampler)
     seconds_8 = time.perf_counter() - t0
 
     summary = {
         "cfg_sweep": sweep, "background": background, "handle_pixels": handle_pixels(),
-        "cfg": cfg, "ddim_steps": args.steps,
+        "cfg": cfg, "sampler": args.sampler, "sampler_steps": args.steps, "sampler_sweep": sampler_sweep,
         "shape_accuracy": shape_ok / total, "colour_accuracy": colour_ok / total, "samples": total,
         "under_min_coverage": min(r[1] for r in under_rows),
         "camera_probes": probes, "seconds_for_8_samples": round(seconds_8, 2),
@@ -153,6 +167,21 @@ def main() -> None:
     write_markdown(args, summary, rows, under_rows)
     write_model_card(args.teacher, summary, fig_dir)
     print(json.dumps(summary, indent=2))
+
+
+def background_of(batches: list[torch.Tensor]) -> dict:
+    """Whiteness and texture of the 2-pixel border of samples (Shapes World's background is pure white).
+
+    ``texture``: mean absolute deviation of border pixels from their 2x2 block mean (0 for a flat background).
+    """
+    x = torch.cat(batches)
+    block = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2)
+    ring = torch.ones_like(x[0, 0], dtype=torch.bool)
+    ring[2:-2, 2:-2] = False
+    border = x[..., ring]  # (samples, 3, border pixels)
+    return {"border_mean": border.mean().item(),
+            "white_fraction": (border.mean((1, 2)) > 0.95).float().mean().item(),
+            "texture": (x - block).abs()[..., ring].mean().item()}
 
 
 def handle_pixels() -> dict:
@@ -238,7 +267,7 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
         "",
         "## Measured",
         "",
-        f"With CFG {s['cfg']:g} and DDIM {s['ddim_steps']} steps, scored by the shipped classifier: shape accuracy "
+        f"With CFG {s['cfg']:g} and {s['sampler'].upper()} {s['sampler_steps']} steps, scored by the shipped classifier: shape accuracy "
         f"{s['shape_accuracy']:.1%}, colour accuracy {s['colour_accuracy']:.1%} over {s['samples']} samples of the 36 "
         f"fully specified prompts; every under-specified prompt covers at least {s['under_min_coverage']} of 6 "
         "colours (or shapes). Details, tables and all figures: `docs/TEACHER.md` (`python scripts/eval_teacher.py`).",
@@ -257,7 +286,7 @@ def write_markdown(args, s, rows, under_rows) -> None:
     lines = [
         "# The shapes teacher, measured",
         "",
-        f"Regenerate: `python scripts/eval_teacher.py` (CFG {s['cfg']:g}, DDIM {s['ddim_steps']} steps, seed {args.seed}).",
+        f"Regenerate: `python scripts/eval_teacher.py` (CFG {s['cfg']:g}, {s['sampler'].upper()} {s['sampler_steps']} steps, seed {args.seed}).",
         "Samples are scored by the shipped Shapes World classifier (`assets/classifier/shapes-v1`, trained by",
         "`python scripts/train_classifier.py`; its held-out accuracy on renders is in its `metrics.json`).",
         "",
@@ -271,8 +300,8 @@ def write_markdown(args, s, rows, under_rows) -> None:
         extra = f"; handle right of centre in {v['handle_right_of_centre']:.0%}" if "handle_right_of_centre" in v else ""
         lines.append(f"| camera probe: {k}, view head agrees | {v['view_correct']:.0%}{extra} | the views differ |")
     lines += [
-        f"| background of the samples: mean of the 2-pixel border | {s['background']['border_mean']:.3f} (samples with border > 0.95: {s['background']['white_fraction']:.0%}) | white (1.0), not tinted |",
-        f"| seconds to sample 8 images with CFG (DDIM {s['ddim_steps']}, 2 threads) | {s['seconds_for_8_samples']:.2f} | <= 10 |",
+        f"| background of the samples: mean of the 2-pixel border | {s['background']['border_mean']:.3f} (samples with border > 0.95: {s['background']['white_fraction']:.0%}; 2x2 texture {s['background']['texture']:.3f}) | white (1.0), not tinted |",
+        f"| seconds to sample 8 images with CFG ({s['sampler'].upper()} {s['sampler_steps']}, 2 threads) | {s['seconds_for_8_samples']:.2f} | <= 10 |",
         "",
         f"Resolution: 32 px. A ground-truth mug at azimuth 0 shows {s['handle_pixels']['32px']} pixels covered by the handle alone at",
         f"32 px ({s['handle_pixels']['64px']} at 64 px): the handle is visible at 32 px, where the teacher's UNet is several times",
@@ -281,6 +310,17 @@ def write_markdown(args, s, rows, under_rows) -> None:
         "Camera probes: a mug's handle points to +x, so it appears right of centre seen from azimuth 0 and left",
         "of it from azimuth 180; the classifier's view head reads the azimuth of mugs, and of cubes modulo 90",
         "(a face at 0, an edge at 45).",
+        "",
+        "## Choice of the sampler",
+        "",
+        f"CFG {s['cfg']:g}, 2 samples per fully specified prompt (72 samples). DDPM is ancestral with the",
+        "predicted x0 clipped to [-1, 1]; DDIM is deterministic (eta 0). Texture: mean absolute deviation of",
+        "the border pixels from their 2x2 block mean (0 on a flat background).",
+        "",
+        "| sampler:steps | both right | border mean | border > 0.95 | texture |",
+        "|---|---|---|---|---|",
+        *[f"| {k} | {v['both_right']:.0%} | {v['border_mean']:.3f} | {v['white_fraction']:.0%} | {v['texture']:.3f} |"
+          for k, v in s["sampler_sweep"].items()],
         "",
         "## Choice of the guidance scale",
         "",

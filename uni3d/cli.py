@@ -41,8 +41,11 @@ class TeacherSample:
     """Give the teacher no camera at all (it was trained with the camera dropped 15% of the time)."""
     cfg: float | None = None
     """Classifier-free guidance scale (default: the teacher's own, 4 for the shapes teacher)."""
-    steps: int = 30
-    """DDIM sampling steps."""
+    steps: int = 50
+    """Sampling steps."""
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    """ddpm: ancestral, with the x0 estimate clipped to the image range (clean white backgrounds on the
+    shapes teacher); ddim: deterministic (eta 0)."""
     seed: int = 0
     """Random seed (noise and random views)."""
     teacher: str = "shapes"
@@ -92,7 +95,7 @@ def run_teacher_sample(args: TeacherSample) -> None:
         cams = Cameras.from_angles([args.azimuth if args.azimuth is not None else 0.0] * args.n,
                                    [args.elevation if args.elevation is not None else 20.0] * args.n)
     cfg = args.cfg if args.cfg is not None else getattr(getattr(teacher, "meta", None), "default_cfg", 7.5)
-    images = sample(teacher, args.prompt, args.n, cams, cfg_scale=cfg, steps=args.steps, generator=g)
+    images = sample(teacher, args.prompt, args.n, cams, cfg_scale=cfg, steps=args.steps, generator=g, sampler=args.sampler)
     _write_images(images, args.out)
     print(f"wrote {args.n} samples and grid.png to {args.out}")
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from uni3d.guidance.divergences import DIVERGENCES, f_generator, f_weights
+from uni3d.guidance import DIVERGENCES, f_generator, f_weights
 
 CASES = [(d, None) for d in DIVERGENCES if d != "alpha"] + [("alpha", 0.5), ("alpha", 2.0), ("alpha", -1.0)]
 
@@ -41,3 +41,18 @@ def test_names_and_errors():
         f_weights("alpha", torch.ones(1))
     with pytest.raises(ValueError, match="alpha"):
         f_weights("fkl", torch.ones(1), alpha=0.5)
+
+
+def test_public_api_names_match_the_cli():
+    """``uni3d.guidance.f_weights(divergence, rho, alpha=None)`` is public, with the CLI's divergence names."""
+    import inspect
+    import typing
+
+    import uni3d.guidance as guidance
+    from uni3d.guidance.config import GuidanceConfig
+
+    assert list(inspect.signature(guidance.f_weights).parameters) == ["divergence", "rho", "alpha"]
+    cli_names = typing.get_args(typing.get_type_hints(GuidanceConfig)["divergence"])
+    assert tuple(cli_names) == guidance.DIVERGENCES == ("rkl", "fkl", "jeffreys", "js", "neyman", "pearson", "hellinger", "alpha")
+    h, H1, rH2 = guidance.f_weights("alpha", torch.full((3,), 2.0), alpha=0.5)
+    assert h.shape == H1.shape == rH2.shape == (3,)

@@ -2,7 +2,7 @@
 
 import torch
 
-from uni3d.guidance.losses import UniInstructTerms, sds_grad, surrogate_loss, uni_instruct_loss, vsd_grad
+from uni3d.guidance import UniInstructTerms, sds_grad, surrogate_loss, uni_instruct_loss, vsd_grad
 
 
 def test_surrogate_gradient_is_g_over_b():

@@ -60,6 +60,9 @@ class Teacher(nn.Module, ABC):
     unet: nn.Module
     resolution: int
     name: str
+    x0_range: float | None = None
+    """Bound of ``|x0|`` in the teacher's space (1.0 for pixels in [-1, 1]); None where unbounded
+    (VAE latents). Samplers clip their ``x0`` estimate to it."""
 
     @property
     def fingerprint(self) -> str:

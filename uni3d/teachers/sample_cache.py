@@ -21,8 +21,8 @@ def cache_dir() -> Path:
 
 
 def cached_teacher_samples(
-    teacher: Teacher, prompt: str, n: int, cfg_scale: float, steps: int = 30, seed: int = 0,
-    directory: Path | None = None,
+    teacher: Teacher, prompt: str, n: int, cfg_scale: float, steps: int = 50, seed: int = 0,
+    directory: Path | None = None, sampler: str = "ddpm",
 ) -> tuple[torch.Tensor, Cameras]:
     """``n`` teacher samples of ``prompt`` in the teacher's space (x0), with their random training views.
 
@@ -30,7 +30,7 @@ def cached_teacher_samples(
     concurrent runs never read a half-written file.
     """
     key = {"teacher": teacher.fingerprint, "prompt": prompt, "n": n, "cfg": cfg_scale, "steps": steps,
-           "seed": seed, "sampler": "ddim"}
+           "seed": seed, "sampler": sampler}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     directory = (directory or cache_dir()) / "teacher_samples"
     path = directory / f"{digest}.pt"
@@ -39,7 +39,7 @@ def cached_teacher_samples(
         return data["x0"], Cameras(data["azimuth"], data["elevation"])
     g = torch.Generator().manual_seed(seed)
     cams = CameraSampler().sample(n, generator=g)
-    images = sample(teacher, prompt, n, cams, cfg_scale=cfg_scale, steps=steps, generator=g)
+    images = sample(teacher, prompt, n, cams, cfg_scale=cfg_scale, steps=steps, generator=g, sampler=sampler)
     with torch.no_grad():
         x0 = teacher.encode(images)
     directory.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ class ShapesTeacher(Teacher):
     withheld for 15% of training, so ``camera=None`` also works.
     """
 
+    x0_range = 1.0
+
     def __init__(self, unet: UNet2DConditionModel, text_encoder: ShapesTextEncoder, tokenizer: WordTokenizer,
                  scheduler: DDPMScheduler, meta: TeacherMeta, name: str = "shapes"):
         super().__init__(scheduler.alphas_cumprod)
