@@ -8,6 +8,15 @@ measured it, so one method can be remeasured after a change that touches only it
 Each method distils the shapes teacher into 36 images at once (one particle per prompt, all seen
 from one fixed camera), through the same Trainer and guidance code as 3D. The shipped classifier
 then reads each image's shape and colour.
+
+The methods with a fake score (VSD, Uni-Instruct) get the same, larger one here than in 3D
+(PARTICLE_FAKE): a particle is one fixed image per prompt, a point mass, whose exact noise-prediction
+error is zero at every t; the attention-only rank-4 LoRA of the 3D presets, one step per image step,
+stays close to the teacher, and Uni-Instruct's pathwise terms, which differentiate through the fake
+score, then carry its error into every pixel (docs/GUIDANCE_2D.md).
+
+Several methods may run at once (one process each): results.json is read again just before it is
+written, and only this run's methods are replaced.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import imageio.v3 as iio
 import torch
 
 from uni3d.cameras import Cameras
-from uni3d.config import GenerateConfig, load_preset
+from uni3d.config import GenerateConfig, apply_overrides, load_preset
 from uni3d.generate import FIXED_VIEW
 from uni3d.scenes.image import ImageScene
 from uni3d.teachers import load_teacher
@@ -39,6 +48,19 @@ PRESETS = {
 }
 
 
+PARTICLE_FAKE = {
+    "fake": {"targets": ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_in", "conv_out"], "rank": 8, "lr": 0.003},
+    "train": {"fake_steps": 3},
+}
+"""Fake-score settings of the 2D mode, for every method that has one (measured: scripts/probe_2d.py)."""
+
+
+def particle_preset(method_or_path: str | Path) -> GenerateConfig:
+    """A preset of configs/ (a method name of PRESETS or a path) with the 2D mode's fake score."""
+    path = Path(PRESETS.get(str(method_or_path), method_or_path))
+    return apply_overrides(load_preset(path, GenerateConfig()), PARTICLE_FAKE)
+
+
 def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float) -> tuple[Trainer, ImageScene]:
     """The 2D mode: one image per prompt, all seen from FIXED_VIEW, trained with ``cfg``'s guidance."""
     cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: many prompts here
@@ -50,7 +72,7 @@ def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed:
 
 
 def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, float]:
-    cfg = load_preset(Path(PRESETS[method]), GenerateConfig())
+    cfg = particle_preset(method)
     trainer, scene = particles_trainer(cfg, FULL_PROMPTS, steps, seed, lr)
     t0 = time.perf_counter()
     trainer.fit(progress=True)
@@ -85,7 +107,9 @@ def main() -> None:
         grid = image_grid(images, cols=6).repeat_interleave(3, -1).repeat_interleave(3, -2)
         iio.imwrite(fig_dir / f"{method}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
         print(method, json.dumps(results[method]), flush=True)
-    results = {m: results[m] for m in PRESETS if m in results}
+    latest = json.loads(results_path.read_text()) if results_path.exists() else {}  # other runs may have finished
+    latest.update({m: results[m] for m in args.methods})
+    results = {m: latest[m] for m in PRESETS if m in latest}
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# Guidance in 2D: every method on the shapes teacher",
@@ -94,6 +118,11 @@ def main() -> None:
         " method's section for its row alone. Each method optimises",
         "36 images (one per fully specified prompt, a 32 px image each, seen from azimuth "
         f"{FIXED_VIEW[0]:g}, elevation {FIXED_VIEW[1]:g}) with its preset from `configs/`; the shipped classifier reads them.",
+        "VSD and Uni-Instruct share one fake score here, larger than the 3D presets' (`PARTICLE_FAKE` in the script: LoRA of",
+        "rank 8 on the attention and convolution layers, 3 steps at lr 0.003 per image step): each particle is one fixed",
+        "image, whose noise the fake score must learn to predict almost exactly, and Uni-Instruct's pathwise terms carry",
+        "what it misses through the fake score's Jacobian into every pixel (with the 3D presets' fake score, 1/6 of",
+        "`scripts/probe_2d.py`'s prompts read right for forward KL; with this one, 6/6).",
         "",
         "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) |",
         "|---|---|---|---|---|",

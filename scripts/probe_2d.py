@@ -2,10 +2,10 @@
 
     python scripts/probe_2d.py NAME [--preset uni-instruct-fkl] [--steps 150] [SECTION.FIELD=VALUE ...]
     python scripts/probe_2d.py uncentred guidance.cross_centred=false
-    python scripts/probe_2d.py more-fake train.fake_steps=3 fake.lr=0.003
+    python scripts/probe_2d.py small-fake train.fake_steps=1 fake.rank=4 "fake.targets=[to_q,to_k,to_v,to_out.0]"
 
 One image per prompt (a red sphere, a green cube, a blue cylinder, a yellow cone, a purple torus, a gray mug),
-seen from the 2D mode's fixed view, optimised through the same Trainer as docs/GUIDANCE_2D.md; the shipped
+seen from the 2D mode's fixed view, optimised through the same Trainer and fake score (compare_2d.PARTICLE_FAKE) as docs/GUIDANCE_2D.md; the shipped
 classifier reads them. Prints one JSON line (what was read, the mean of the images' 3-pixel border: 1.0 is a
 white background) and writes runs/probe_2d/NAME.png.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import torch
 import yaml
-from compare_2d import particles_trainer  # scripts/ is on the path when run as a script
+from compare_2d import particle_preset, particles_trainer  # scripts/ is on the path when run as a script
 
-from uni3d.config import GenerateConfig, apply_overrides, load_preset
+from uni3d.config import apply_overrides
 from uni3d.teachers.sampling import image_grid
 from uni3d.world.captions import parse_prompt
 from uni3d.world.classifier import ShapesClassifier
@@ -45,7 +45,7 @@ def main() -> None:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = yaml.safe_load(value)
-    cfg = apply_overrides(load_preset(Path(f"configs/{args.preset}.yaml"), GenerateConfig()), overrides)
+    cfg = apply_overrides(particle_preset(Path(f"configs/{args.preset}.yaml")), overrides)
     trainer, scene = particles_trainer(cfg, PROMPTS, args.steps, cfg.train.seed, args.lr)
     start = time.perf_counter()
     last = trainer.fit(progress=True)

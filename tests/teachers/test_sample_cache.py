@@ -12,7 +12,6 @@ def test_drawn_once_then_read_back(tiny_shapes_teacher, tmp_path, monkeypatch):
     files = list((tmp_path / "teacher_samples").iterdir())
     assert [f.suffix for f in files] == [".pt"]  # one file, no temporary left behind
     assert x0.shape == (3, 12, 8, 8) and len(cams) == 3
-    assert x0.abs().max() <= 1.0  # pixel teacher: clipped to its range
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("the cache was not used")
