@@ -81,7 +81,8 @@ def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--methods", nargs="*", default=list(PRESETS), choices=list(PRESETS),
+                    help="methods to (re)measure; none given (a bare --methods): rewrite the report from results.json")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
     ap.add_argument("--seed", type=int, default=0)
@@ -121,8 +122,20 @@ def main() -> None:
         "VSD and Uni-Instruct share one fake score here, larger than the 3D presets' (`PARTICLE_FAKE` in the script: LoRA of",
         "rank 8 on the attention and convolution layers, 3 steps at lr 0.003 per image step): each particle is one fixed",
         "image, whose noise the fake score must learn to predict almost exactly, and Uni-Instruct's pathwise terms carry",
-        "what it misses through the fake score's Jacobian into every pixel (with the 3D presets' fake score, 1/6 of",
-        "`scripts/probe_2d.py`'s prompts read right for forward KL; with this one, 6/6).",
+        "what it misses through the fake score's Jacobian into every pixel. Compare, on six prompts, forward KL with the",
+        "3D presets' fake score (`python scripts/probe_2d.py small-fake train.fake_steps=1 fake.rank=4 fake.lr=0.001",
+        "\"fake.targets=[to_q,to_k,to_v,to_out.0]\"`) and with this one (`python scripts/probe_2d.py default`).",
+        "",
+        "Why a particle is hard for the pathwise terms. A particle's exact fake score is `eps_F(x_t) = (x_t - a x0) / s`,",
+        "so `eps_F - eps = 0` and the fake score's Jacobian is `I / s`. Then forward KL's gradient, SIM alone",
+        "(`h = rho`, `H' = 0`), is `2 rho a (eps_T - eps) / s^3`: SDS's direction, with no UNet Jacobian in it. A fake score",
+        "that stays near the teacher replaces `I / s` by the teacher's own Jacobian `(I - P) / s`, with `P` the projection",
+        "of the denoiser onto the images it knows: the part of the direction along them (shape, colour) is removed and",
+        "the part off them is kept, as noisy, tinted backgrounds. Reverse KL adds FGM (`H' = 1`), whose",
+        "gradient keeps the teacher's Jacobian even under the exact fake score, `2 a J_T^T (eps_T - eps) / s^2`: the",
+        "form of the SDS gradient that DreamFusion drops (costly, and poorly conditioned at small noise). A better fake",
+        "score helps forward KL, not reverse KL (the two probes above; the table below);",
+        "in 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
         "",
         "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) |",
         "|---|---|---|---|---|",
