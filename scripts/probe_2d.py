@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     overrides: dict = {}
     for item in args.settings:
         key, _, value = item.partition("=")
