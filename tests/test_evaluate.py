@@ -92,7 +92,19 @@ def test_evaluate_command_prints_and_stores(meshes, tmp_path, capsys):
     meshes["cube"].export(tmp_path / "mesh.glb")
     (tmp_path / "evaluation.json").write_text('{"wall_seconds": 12.5}')  # from the batch that made the run
     assert main(["evaluate", str(tmp_path)]) == 0
-    assert "IoU 1.000" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "IoU 1.000" in out and "wall 12 s" in out  # 12.5 rounds to even
     stored = json.loads((tmp_path / "evaluation.json").read_text())
     assert stored["iou"] > 0.99 and stored["shape_correct"] and stored["wall_seconds"] == 12.5
     assert not (tmp_path / "evaluation.json.tmp").exists()
+
+
+def test_evaluate_prints_the_training_time_of_a_single_run(meshes, tmp_path, capsys):
+    from uni3d.cli import main
+
+    (tmp_path / "config.yaml").write_text("prompt: a red cube\n")
+    meshes["cube"].export(tmp_path / "mesh.glb")
+    (tmp_path / "metrics.json").write_text('{"train_seconds_this_session": 61.4, "peak_memory_mb": 900.0}')
+    assert main(["evaluate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training 61 s" in out and "peak 900.0 MB" in out

@@ -66,6 +66,15 @@ class WorldMesh:
     """Marching-cubes grid resolution."""
 
 
+def _seconds(r: dict) -> str:
+    """The run's time for a one-line summary: the batch's wall clock where a batch ran it, else the training time."""
+    if r.get("wall_seconds") is not None:
+        return f"wall {r['wall_seconds']:.0f} s"
+    if r.get("train_seconds_this_session") is not None:
+        return f"training {r['train_seconds_this_session']:.0f} s"
+    return "time unknown"
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise UserError(f"--{name} must be positive, got {value}")
@@ -204,7 +213,7 @@ def run_evaluate(args: Evaluate) -> None:
         raise UserError(str(exc)) from None
     print(f"{r['prompt']}: nearest shape {r['nearest_shape']}, Chamfer-L1 {r['chamfer']:.4f}, "
           f"F@0.05 {r['fscore']:.3f}, IoU {r['iou']:.3f}, colour {r['colour']} (classifier: {r.get('view_colour')}), "
-          f"handles {r['handles']}, wall {r.get('wall_seconds')} s, peak {r.get('peak_memory_mb')} MB")
+          f"handles {r['handles']}, {_seconds(r)}, peak {r.get('peak_memory_mb')} MB")
     print(f"stored {args.run_dir / 'evaluation.json'}")
 
 
