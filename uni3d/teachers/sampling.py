@@ -58,10 +58,7 @@ def sample(
     for t in sched.timesteps:
         tt = torch.full((n,), int(t), dtype=torch.long)
         eps = teacher.eps(x, tt, cond, cfg_scale)
-        if sampler == "ddpm":
-            x = sched.step(eps, t, x, generator=generator).prev_sample
-        else:
-            x = sched.step(eps, t, x).prev_sample
+        x = sched.step(eps, t, x, generator=generator).prev_sample  # DDIM at eta 0 draws no noise
     return teacher.decode(x)
 
 
