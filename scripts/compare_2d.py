@@ -97,6 +97,7 @@ def main() -> None:
     results_path = fig_dir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     command = f"python scripts/compare_2d.py --steps {args.steps} --seed {args.seed} --methods {' '.join(args.methods)}"
+    shipped = load_teacher("shapes").fingerprint
     for method in args.methods:
         images, sec = run(method, args.steps, args.seed, args.lr)
         pred = clf.predict(images)
@@ -104,7 +105,7 @@ def main() -> None:
         results[method] = {"shape_accuracy": ok_s.float().mean().item(), "colour_accuracy": ok_c.float().mean().item(),
                            "both": (ok_s & ok_c).float().mean().item(), "seconds_per_step": round(sec, 3),
                            "misread": [p for p, a, b in zip(FULL_PROMPTS, ok_s.tolist(), ok_c.tolist()) if not (a and b)],
-                           "command": command}
+                           "command": command, "teacher": shipped}
         grid = image_grid(images, cols=6).repeat_interleave(3, -1).repeat_interleave(3, -2)
         iio.imwrite(fig_dir / f"{method}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
         print(method, json.dumps(results[method]), flush=True)
@@ -137,12 +138,17 @@ def main() -> None:
         "score helps forward KL, not reverse KL (the two probes above; the table below);",
         "in 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
         "",
-        "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) |",
-        "|---|---|---|---|---|",
+        "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) | teacher |",
+        "|---|---|---|---|---|---|",
     ]
     for m, r in results.items():
-        lines.append(f"| {m} | {r['shape_accuracy']:.0%} | {r['colour_accuracy']:.0%} | {r['both']:.0%} | {r['seconds_per_step']} |")
+        lines.append(f"| {m} | {r['shape_accuracy']:.0%} | {r['colour_accuracy']:.0%} | {r['both']:.0%} | {r['seconds_per_step']} "
+                     f"| `{r.get('teacher', '?')}` |")
+    stale = [m for m, r in results.items() if r.get("teacher") != shipped]
     lines.append("")
+    if stale:
+        lines += [f"**Stale rows**: {', '.join(stale)} were measured on other weights than the shipped teacher's "
+                  f"(`{shipped}`); rerun the command under each to refresh them.", ""]
     for m, r in results.items():
         lines += [f"## {m}", "", f"![{m}](guidance_2d/{m}.png)", "",
                   "Rows follow the prompt list: sphere, cube, cylinder, cone, torus, mug; columns red, green, blue, "

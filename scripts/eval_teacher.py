@@ -160,7 +160,7 @@ def main() -> None:
         "cfg": cfg, "sampler": args.sampler, "sampler_steps": args.steps, "sampler_sweep": sampler_sweep,
         "shape_accuracy": shape_ok / total, "colour_accuracy": colour_ok / total, "samples": total,
         "under_min_coverage": min(r[1] for r in under_rows),
-        "camera_probes": probes, "seconds_for_8_samples": round(seconds_8, 2),
+        "camera_probes": probes, "seconds_for_8_samples": round(seconds_8, 2), "teacher": teacher.fingerprint,
     }
     (fig_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_loss_plot(args.teacher, fig_dir)
@@ -289,6 +289,7 @@ def write_markdown(args, s, rows, under_rows) -> None:
         f"Regenerate: `python scripts/eval_teacher.py` (CFG {s['cfg']:g}, {s['sampler'].upper()} {s['sampler_steps']} steps, seed {args.seed}).",
         "Samples are scored by the shipped Shapes World classifier (`assets/classifier/shapes-v1`, trained by",
         "`python scripts/train_classifier.py`; its held-out accuracy on renders is in its `metrics.json`).",
+        f"Teacher weights: `{s['teacher']}` (name and the hash of its UNet weights).",
         "",
         "| measurement | result | target |",
         "|---|---|---|",

@@ -1,6 +1,6 @@
 """Compose docs/PERFORMANCE.md from the JSON the benchmark scripts wrote under docs/performance/.
 
-    python scripts/bench_guidance.py && python scripts/write_performance.py
+    python scripts/bench_guidance.py && python scripts/bench_generate.py && python scripts/write_performance.py
 """
 
 from __future__ import annotations
@@ -31,11 +31,42 @@ def guidance_section(data: dict) -> list[str]:
     return lines
 
 
+def generate_section(data: dict) -> list[str]:
+    methods = [m for m in data if isinstance(data[m], dict) and "steps" in data[m]]
+    budget = data.get("budget_seconds", {})
+    lines = [
+        "## The default run, end to end",
+        "",
+        f"Measured by `{data['command']}`: `uni3d generate` with each method's preset and default settings, one",
+        "process per run, on this machine's 2 cores. Outside the UNet: the render, its backward and the scene's",
+        "update, as a share of the step (the rest is the teacher and fake-score passes, their backward and the fake",
+        "score's training). Peak memory: the process's maximum resident set.",
+        "",
+        "| method | steps | training, s | budget, s | s / step | outside the UNet (budget 20%) | peak memory, MB (budget 2048) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        r = data[m]
+        per_step = sum(r["seconds_per_step"].values())
+        lines.append(f"| {m} | {r['steps']} | {r['train_seconds']:.0f} | {budget.get(m, '-')} | {per_step:.3f} | "
+                     f"{r['outside_unet_share']:.0%} | {r['peak_memory_mb']:.0f} |")
+    parts = sorted({k for m in methods for k in data[m]["seconds_per_step"]})
+    lines += ["", "Seconds per step by part of the step (`Trainer.timings`):", "",
+              "| method | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    for m in methods:
+        sp = data[m]["seconds_per_step"]
+        lines.append(f"| {m} | " + " | ".join(f"{sp.get(k, 0.0):.3f}" for k in parts) + " |")
+    return lines + [""]
+
+
 def main() -> None:
     lines = ["# Performance", "", "Every number below is written by the script named with it; rerun to refresh.", ""]
     path = DOCS / "performance" / "guidance.json"
     if path.exists():
         lines += guidance_section(json.loads(path.read_text()))
+    path = DOCS / "performance" / "generate.json"
+    if path.exists():
+        lines += generate_section(json.loads(path.read_text()))
     (DOCS / "PERFORMANCE.md").write_text("\n".join(lines))
     print(f"wrote {DOCS / 'PERFORMANCE.md'}")
 

@@ -61,3 +61,23 @@ def test_t_range_anneals():
     assert cfg.t_range(1000) == (0.02, 0.5)
     t = cfg.sample_t(1000, 1000, 1000, torch.Generator().manual_seed(0))
     assert t.min() >= 20 and t.max() <= 500
+
+
+def test_step_timings_split_the_scene_side_from_the_unet_side(tiny_shapes_teacher):
+    from uni3d.generate import outside_unet_share
+
+    trainer = _trainer(tiny_shapes_teacher, "uni-instruct", ratio_warmup=0, ratio_samples=2)
+    unet_backward = []
+    x0_reached = []
+    # the UNet's backward must be over before the gradient reaches the scene
+    trainer.scene.logits.register_hook(lambda g: x0_reached.append(len(unet_backward)))
+    tiny_shapes_teacher.unet.conv_in.register_full_backward_hook(lambda *a: unet_backward.append(1))
+    for s in range(2):
+        trainer.train_step(s)
+    assert set(trainer.timings) == {"render", "guidance", "scene_backward", "scene_update", "fake"}
+    assert all(v >= 0 for v in trainer.timings.values())
+    assert trainer.timings["guidance"] > 0 and trainer.timings["fake"] > 0
+    assert x0_reached and all(n > 0 for n in x0_reached)  # the pathwise terms went through the UNet first
+    share = outside_unet_share(trainer.timings)
+    scene = sum(trainer.timings[k] for k in ("render", "scene_backward", "scene_update"))
+    assert 0 < share < 1 and abs(share - scene / sum(trainer.timings.values())) < 1e-12

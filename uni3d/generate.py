@@ -66,6 +66,15 @@ def validate(cfg: GenerateConfig) -> None:
         raise UserError(f"unknown mesh format(s) {', '.join(bad)}: use glb, obj or ply")
 
 
+def outside_unet_share(timings: dict[str, float]) -> float:
+    """Fraction of the step spent on the scene side (render, its backward, its update) rather than in the
+    UNet passes (teacher, fake score, their backward, the fake score's training; the guidance formulas, a
+    few elementwise operations, count on the UNet side)."""
+    total = sum(timings.values())
+    scene = sum(timings.get(k, 0.0) for k in ("render", "scene_backward", "scene_update"))
+    return scene / total if total > 0 else 0.0
+
+
 def build_scene(cfg: GenerateConfig):
     if cfg.scene == "nerf":
         from uni3d.scenes.nerf import NeRFScene
@@ -115,6 +124,7 @@ def generate(cfg: GenerateConfig) -> Path:
         "scene": cfg.scene, "teacher": teacher.name, "steps": trainer.step, "skipped_steps": trainer.skipped,
         "train_seconds_this_session": round(train_seconds, 2),
         "seconds_per_step": {k: round(v / max(1, trainer.step), 4) for k, v in trainer.timings.items()},
+        "outside_unet_share": round(outside_unet_share(trainer.timings), 4),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "final": last, **outputs,
     }

@@ -76,6 +76,9 @@ class Trainer:
         self.real: dict[str, torch.Tensor] = {}
         self.step, self.skipped = 0, 0
         self.timings: dict[str, float] = {}
+        """Seconds summed over steps: render (cameras, scene forward, conditioning), guidance (teacher and fake
+        passes, the formula, the backward through the UNets down to x0), scene_backward (from x0 into the scene),
+        scene_update (optimizer, occupancy), fake (the fake score's own steps)."""
 
     # --- data -------------------------------------------------------------------------------
     def cameras(self, g: torch.Generator) -> Cameras:
@@ -113,6 +116,9 @@ class Trainer:
         losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}      # 7 named losses
         total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
         self.opt.zero_grad(set_to_none=True)
+        x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
+        if x0.requires_grad:
+            x0.register_hook(lambda grad: x0_grad_at.append(time.perf_counter()))
         total.backward()
         t_guidance = time.perf_counter()
         if self._grads_finite():                                             # 8 NaN guard
@@ -120,6 +126,7 @@ class Trainer:
         else:
             self.skipped += 1
         self.scene.post_backward(step)
+        t_update = time.perf_counter()
         fake_losses = {}
         if self.fake is not None:                                            # 9 fake score follows the scene
             real = self.real_samples(g, len(cams))
@@ -129,7 +136,9 @@ class Trainer:
                 sum(fake_losses.values()).backward()
                 self.fake_opt.step()
         t_end = time.perf_counter()
-        for k, v in (("render", t_render - clock), ("guidance", t_guidance - t_render), ("fake", t_end - t_guidance)):
+        t_x0 = x0_grad_at[0] if x0_grad_at else t_guidance
+        for k, v in (("render", t_render - clock), ("guidance", t_x0 - t_render), ("scene_backward", t_guidance - t_x0),
+                     ("scene_update", t_update - t_guidance), ("fake", t_end - t_update)):
             self.timings[k] = self.timings.get(k, 0.0) + v
         return {**{k: float(v.detach()) for k, v in {**losses, **fake_losses}.items()},
                 "t": float(guided.t.float().mean()), **guided.stats}

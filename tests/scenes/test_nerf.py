@@ -49,6 +49,22 @@ def test_occupancy_skips_empty_space_without_changing_the_image():
     assert torch.allclose(full, skipped, atol=2e-2)
 
 
+def test_colour_is_skipped_only_where_a_sample_is_not_seen():
+    """Colour evaluated at seen samples only: the image moves by at most samples_per_ray x colour_min_weight."""
+    torch.manual_seed(0)
+    every, seen = _scene(blob_density=8.0, colour_min_weight=0.0), _scene(blob_density=8.0, colour_min_weight=1e-3)
+    seen.load_state_dict(every.state_dict())
+    cams = Cameras.from_angles([45.0, 200.0], [10.0, 30.0])
+    a, b = every.render(cams, 16, jitter=False).rgb, seen.render(cams, 16, jitter=False).rgb
+    assert (a - b).abs().max() <= 32 * 1e-3
+    assert (a - b).abs().max() > 0  # the threshold did skip samples (colour 0 there)
+    calls = []
+    seen.mlp.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    every.mlp.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    seen.render(cams, 16, jitter=False), every.render(cams, 16, jitter=False)
+    assert calls[0] < 0.5 * calls[1]
+
+
 def test_regularizers_are_named_losses():
     scene = _scene(shading="lambertian", regularizers={"loss_opacity": 1.0, "loss_entropy": 1.0, "loss_orient": 1.0})
     out = scene.render(Cameras.from_angles(0.0, 0.0), 8)

@@ -34,6 +34,9 @@ class NeRFConfig:
     """Width of the colour MLP."""
     samples_per_ray: int = 64
     """Stratified samples per ray (before empty-space skipping)."""
+    colour_min_weight: float = 1e-4
+    """Samples whose compositing weight is below this get no colour (nor normal) evaluation: each adds at
+    most this much to its pixel. 0 evaluates every sample in occupied space."""
     blob_density: float = 5.0
     """Peak of the initial density blob at the centre (log-density units)."""
     blob_radius: float = 0.5
@@ -145,22 +148,27 @@ class NeRFScene(Scene):
         keep = self._occupied(pts.reshape(-1, 3)) & (disc > 0).repeat_interleave(n_s)
         idx = keep.nonzero().squeeze(-1)
         sigma = torch.zeros(n_rays * n_s, device=dev)
+        if idx.numel():
+            sigma = sigma.index_put((idx,), self.density(pts.reshape(-1, 3)[idx]))
+        sigma = sigma.view(n_rays, n_s)
+        alpha = 1 - torch.exp(-sigma * delta)
+        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
+        w = alpha * trans
+        acc = w.sum(-1, keepdim=True)
+        # Colour (and normals) only where the sample is seen: weight above colour_min_weight.
+        if c.colour_min_weight > 0 and idx.numel():
+            idx = idx[w.detach().view(-1)[idx] > c.colour_min_weight]
         colour = torch.zeros(n_rays * n_s, 3, device=dev)
         normal = torch.zeros(n_rays * n_s, 3, device=dev)
         if idx.numel():
             p = pts.reshape(-1, 3)[idx]
-            sigma = sigma.index_put((idx,), self.density(p))
             alb = self.albedo(p)
             if shade:
                 n = self.normals(p)
                 normal = normal.index_put((idx,), n)
                 alb = self.shade(alb, n)
             colour = colour.index_put((idx,), alb)
-        sigma, colour, normal = sigma.view(n_rays, n_s), colour.view(n_rays, n_s, 3), normal.view(n_rays, n_s, 3)
-        alpha = 1 - torch.exp(-sigma * delta)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
-        w = alpha * trans
-        acc = w.sum(-1, keepdim=True)
+        colour, normal = colour.view(n_rays, n_s, 3), normal.view(n_rays, n_s, 3)
         out = {
             "rgb": (w[..., None] * colour).sum(1) + (1 - acc) * self.background,
             "alpha": acc,

@@ -1,0 +1,64 @@
+"""The default run of each method, end to end: docs/PERFORMANCE.md (default-run part).
+
+    python scripts/bench_generate.py [--prompt "a red mug"] [--methods sds vsd uni-instruct-fkl]
+
+Each method runs `uni3d generate PROMPT --config configs/METHOD.yaml` in its own process (default
+settings otherwise, the machine's default threads) and its metrics.json gives: the training time
+(the budget of issue 4: SDS <= 60 s, Uni-Instruct <= 120 s), seconds per step, the share of the
+step spent outside the UNet passes (render, its backward and the scene's update; budget <= 20%)
+and the process's peak resident memory (budget <= 2 GB). Runs go to runs/bench_generate/METHOD.
+Run it on an otherwise idle machine: the times are wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("sds", "vsd", "uni-instruct-fkl")
+BUDGET_SECONDS = {"sds": 60.0, "uni-instruct-fkl": 120.0}
+
+
+def run(method: str, prompt: str, out: Path, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "uni3d.cli", "generate", prompt, "--config", f"configs/{method}.yaml",
+           "--out", str(out), "--overwrite", "--no-progress", *extra]
+    print("$", " ".join(cmd[2:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - start
+    m = json.loads((out / "metrics.json").read_text())
+    return {
+        "steps": m["steps"], "train_seconds": m["train_seconds_this_session"], "process_seconds": round(wall, 1),
+        "seconds_per_step": m["seconds_per_step"], "outside_unet_share": m["outside_unet_share"],
+        "peak_memory_mb": m["peak_memory_mb"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompt", default="a red mug")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--runs", type=Path, default=Path("runs/bench_generate"))
+    ap.add_argument("--out", type=Path, default=Path("docs/performance/generate.json"))
+    ap.add_argument("extra", nargs="*", help="more uni3d generate flags for every run (for trials, not the doc)")
+    args = ap.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for method in args.methods:
+        out = args.runs / method
+        if out.exists():
+            shutil.rmtree(out)
+        results[method] = run(method, args.prompt, out, args.extra)
+        print(method, json.dumps(results[method]), flush=True)
+    results["command"] = f'python scripts/bench_generate.py --prompt "{args.prompt}"'
+    results["budget_seconds"] = BUDGET_SECONDS
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
