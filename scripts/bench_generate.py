@@ -45,14 +45,13 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_generate"))
     ap.add_argument("--out", type=Path, default=Path("docs/performance/generate.json"))
-    ap.add_argument("extra", nargs="*", help="more uni3d generate flags for every run (for trials, not the doc)")
-    args = ap.parse_args()
+    args, extra = ap.parse_known_args()  # any other flag goes to every uni3d generate (for trials, not the doc)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for method in args.methods:
         out = args.runs / method
         if out.exists():
             shutil.rmtree(out)
-        results[method] = run(method, args.prompt, out, args.extra)
+        results[method] = run(method, args.prompt, out, extra)
         print(method, json.dumps(results[method]), flush=True)
     results["command"] = f'python scripts/bench_generate.py --prompt "{args.prompt}"'
     results["budget_seconds"] = BUDGET_SECONDS

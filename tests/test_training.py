@@ -7,7 +7,7 @@ from uni3d.guidance.config import GuidanceConfig
 from uni3d.guidance.distill import guidance_loss
 from uni3d.scenes.image import ImageScene
 from uni3d.teachers.fake_score import FakeScoreConfig, camera_conditioning
-from uni3d.training import TrainConfig, Trainer
+from uni3d.training import TrainConfig, Trainer, outside_unet_share
 
 
 def _trainer(teacher, method="sds", **guidance):
@@ -64,8 +64,6 @@ def test_t_range_anneals():
 
 
 def test_step_timings_split_the_scene_side_from_the_unet_side(tiny_shapes_teacher):
-    from uni3d.generate import outside_unet_share
-
     trainer = _trainer(tiny_shapes_teacher, "uni-instruct", ratio_warmup=0, ratio_samples=2)
     unet_backward = []
     x0_reached = []

@@ -66,15 +66,6 @@ def validate(cfg: GenerateConfig) -> None:
         raise UserError(f"unknown mesh format(s) {', '.join(bad)}: use glb, obj or ply")
 
 
-def outside_unet_share(timings: dict[str, float]) -> float:
-    """Fraction of the step spent on the scene side (render, its backward, its update) rather than in the
-    UNet passes (teacher, fake score, their backward, the fake score's training; the guidance formulas, a
-    few elementwise operations, count on the UNet side)."""
-    total = sum(timings.values())
-    scene = sum(timings.get(k, 0.0) for k in ("render", "scene_backward", "scene_update"))
-    return scene / total if total > 0 else 0.0
-
-
 def build_scene(cfg: GenerateConfig):
     if cfg.scene == "nerf":
         from uni3d.scenes.nerf import NeRFScene
@@ -94,7 +85,7 @@ def build_scene(cfg: GenerateConfig):
 def generate(cfg: GenerateConfig) -> Path:
     """Run a whole generation; returns the run directory."""
     from uni3d.teachers import load_teacher
-    from uni3d.training import Trainer
+    from uni3d.training import Trainer, outside_unet_share
 
     out = resolve_run_dir(cfg)
     if cfg.resume:

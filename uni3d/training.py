@@ -48,6 +48,18 @@ class TrainConfig:
     """Elevation range of the sampled views (degrees)."""
 
 
+SCENE_TIMINGS = ("render", "scene_backward", "scene_update")
+"""The parts of ``Trainer.timings`` spent on the scene side of the step rather than in the UNet passes."""
+
+
+def outside_unet_share(timings: dict[str, float]) -> float:
+    """Fraction of the step spent on the scene side (render, its backward, its update) rather than in the
+    UNet passes (teacher, fake score, their backward, the fake score's training; the guidance formulas, a
+    few elementwise operations, count on the UNet side)."""
+    total = sum(timings.values())
+    return sum(timings.get(k, 0.0) for k in SCENE_TIMINGS) / total if total > 0 else 0.0
+
+
 class Interrupted(Exception):
     """Raised after a checkpoint when SIGINT / SIGTERM arrived."""
 
@@ -77,7 +89,8 @@ class Trainer:
         self.step, self.skipped = 0, 0
         self.timings: dict[str, float] = {}
         """Seconds summed over steps: render (cameras, scene forward, conditioning), guidance (teacher and fake
-        passes, the formula, the backward through the UNets down to x0), scene_backward (from x0 into the scene),
+        passes, the formula, the backward through the UNets down to x0), scene_backward (from x0 into the scene; for a latent
+        teacher through its encoder),
         scene_update (optimizer, occupancy), fake (the fake score's own steps)."""
 
     # --- data -------------------------------------------------------------------------------
