@@ -61,11 +61,19 @@ def particle_preset(method_or_path: str | Path) -> GenerateConfig:
     return apply_overrides(load_preset(path, GenerateConfig()), PARTICLE_FAKE)
 
 
-def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float) -> tuple[Trainer, ImageScene]:
+BACKGROUND = "white"
+"""The 2D mode's images: a colour and an opacity layer over white (ImageScene), as the 3D scenes over their
+white background."""
+OPACITY_INIT = 0.3
+"""Opacity of every pixel of the 2D mode's images at the start (with the white background)."""
+
+
+def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float,
+                      background: str = BACKGROUND, opacity_init: float = OPACITY_INIT) -> tuple[Trainer, ImageScene]:
     """The 2D mode: one image per prompt, all seen from FIXED_VIEW, trained with ``cfg``'s guidance."""
     cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: many prompts here
     n = len(prompts)
-    scene = ImageScene(n, 32, lr=lr, seed=seed)
+    scene = ImageScene(n, 32, lr=lr, seed=seed, background=background, opacity_init=opacity_init)
     train = cfg.train.__class__(**{**cfg.train.__dict__, "steps": steps, "seed": seed, "views": n})
     cams = Cameras.from_angles([FIXED_VIEW[0]] * n, [FIXED_VIEW[1]] * n)
     return Trainer(train, cfg.guidance, cfg.fake, scene, load_teacher("shapes"), prompts, fixed_cameras=cams), scene
@@ -76,7 +84,7 @@ def run(method: str, steps: int, seed: int, lr: float) -> tuple[torch.Tensor, fl
     trainer, scene = particles_trainer(cfg, FULL_PROMPTS, steps, seed, lr)
     t0 = time.perf_counter()
     trainer.fit(progress=True)
-    return torch.sigmoid(scene.logits.detach()), (time.perf_counter() - t0) / steps
+    return scene.images()[0].detach(), (time.perf_counter() - t0) / steps
 
 
 def main() -> None:

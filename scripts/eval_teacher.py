@@ -215,7 +215,9 @@ def write_loss_plot(teacher_dir: Path, fig_dir: Path) -> None:
     ax.plot(steps, smooth, lw=1.5, label=f"mean of {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("min-SNR weighted eps MSE")
+    recipe = json.loads((teacher_dir / "training.json").read_text()).get("recipe", {}) if (teacher_dir / "training.json").exists() else {}
+    gamma = recipe.get("min_snr_gamma", 5.0)
+    ax.set_ylabel(f"min-SNR-{gamma:g} weighted eps MSE" if gamma > 0 else "eps MSE")
     ax.legend()
     fig.tight_layout()
     fig.savefig(fig_dir / "loss.png", dpi=120)
@@ -233,6 +235,18 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
     meta = json.loads((teacher_dir / "teacher.json").read_text())
     unet = json.loads((teacher_dir / "unet" / "config.json").read_text())
     wall = record.get("wall_seconds")
+    recipe = record.get("recipe", {})
+    gamma = recipe.get("min_snr_gamma", 5.0)
+    weighting = f"min-SNR-{gamma:g} weighting" if gamma > 0 else "plain eps MSE"
+    tokens = meta.get("camera_tokens", 0)
+    dropout = recipe.get("camera_dropout", 0.15)
+    camera = ("- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the"
+              " time embedding (which scales and shifts every ResNet block's features)" if unet.get("resnet_time_scale_shift") == "scale_shift"
+              else "- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the"
+              " time embedding")
+    if tokens:
+        camera += f", and mapped by a small MLP (`camera_encoder/`) to {tokens} tokens appended to the text for cross-attention"
+    camera += f"; withheld (zeros) for {dropout:.0%} of training, so the teacher also works without a camera."
     lines = [
         "# shapes-v1: the embedded Shapes World teacher of uni3d",
         "",
@@ -246,8 +260,7 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
         f"{unet['layers_per_block']} layer per block, cross-attention on text, in pixel space: the "
         f"{meta['resolution']} px image in [-1, 1], pixel-unshuffled by {meta['unshuffle']} to "
         f"{unet['in_channels']} x {unet['sample_size']} x {unet['sample_size']}; weights stored in float16.",
-        "- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the",
-        "  time embedding; withheld (zeros) for 15% of training, so the teacher also works without a camera.",
+        camera,
         "- text: a 2-layer transformer (width 128) over the closed vocabulary in `tokenizer/vocab.json`;",
         "  10% empty captions for classifier-free guidance; `a {colour} {shape}`, `a {shape}`, `a {colour} object`.",
         "- noise: DDPM, 1000 steps, cosine schedule (`squaredcos_cap_v2`), epsilon prediction.",
@@ -259,7 +272,8 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
         f"- data: {record.get('dataset_renders', '?')} renders at {record.get('resolution', '?')} px (2x2 supersampled),"
         " uniform shapes, colours and training views (azimuth U[0, 360), elevation U[-10, 45])",
         f"- {record.get('steps', '?')} steps of batch {record.get('batch_size', '?')} "
-        f"({record.get('images_seen', '?')} images seen), AdamW, lr 5e-4 cosine to 3e-5, EMA 0.999, min-SNR-5 weighting, bf16 autocast",
+        f"({record.get('images_seen', '?')} images seen), AdamW, lr {recipe.get('lr', 5e-4):g} cosine to {recipe.get('lr_min', 3e-5):g}, "
+        f"EMA {recipe.get('ema_decay', 0.999):g}, {weighting}" + (", bf16 autocast" if record.get("bf16", True) else ""),
         f"- wall time: {wall / 60:.0f} minutes on 2 CPU cores" if wall else "- wall time: see loss.csv",
         f"- final loss (mean of the last 100 steps): {record.get('final_loss_mean_last_100', float('nan')):.4f}",
         "",

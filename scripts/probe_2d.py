@@ -20,7 +20,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import torch
 import yaml
-from compare_2d import particle_preset, particles_trainer  # scripts/ is on the path when run as a script
+from compare_2d import (  # scripts/ is on the path when run as a script
+    BACKGROUND,
+    OPACITY_INIT,
+    particle_preset,
+    particles_trainer,
+)
 
 from uni3d.config import apply_overrides
 from uni3d.teachers.sampling import image_grid
@@ -38,6 +43,9 @@ def main() -> None:
     ap.add_argument("--preset", default="uni-instruct-fkl", help="a preset of configs/, without .yaml")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
+    ap.add_argument("--background", choices=["none", "white"], default=BACKGROUND,
+                    help="the images: plain colour (none) or colour and opacity over white")
+    ap.add_argument("--opacity-init", type=float, default=OPACITY_INIT, help="starting opacity (white background)")
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
     args = ap.parse_intermixed_args()
     overrides: dict = {}
@@ -46,10 +54,10 @@ def main() -> None:
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = yaml.safe_load(value)
     cfg = apply_overrides(particle_preset(Path(f"configs/{args.preset}.yaml")), overrides)
-    trainer, scene = particles_trainer(cfg, PROMPTS, args.steps, cfg.train.seed, args.lr)
+    trainer, scene = particles_trainer(cfg, PROMPTS, args.steps, cfg.train.seed, args.lr, args.background, args.opacity_init)
     start = time.perf_counter()
     last = trainer.fit(progress=True)
-    images = torch.sigmoid(scene.logits.detach())
+    images = scene.images()[0].detach()
     pred = ShapesClassifier.from_pretrained().predict(images)
     read = [f"{COLOUR_NAMES[c]} {SHAPE_NAMES[s]}" for s, c in zip(pred["shape"].tolist(), pred["colour"].tolist())]
     right = sum(r == f"{parse_prompt(p).colour} {parse_prompt(p).shape}" for r, p in zip(read, PROMPTS))

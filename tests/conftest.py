@@ -16,15 +16,22 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def tiny_shapes_dir(tmp_path_factory) -> Path:
-    """A shapes teacher directory with a tiny random UNet and text encoder."""
-    from uni3d.teachers.shapes_layout import TeacherMeta, build_scheduler, build_text_encoder, build_unet, save_teacher
+    """A shapes teacher directory with a tiny random UNet, text encoder and camera encoder."""
+    from uni3d.teachers.shapes_layout import (
+        TeacherMeta,
+        build_camera_encoder,
+        build_scheduler,
+        build_text_encoder,
+        build_unet,
+        save_teacher,
+    )
 
     torch.manual_seed(0)
-    meta = TeacherMeta(resolution=16)
+    meta = TeacherMeta(resolution=16, camera_tokens=2)
     unet = build_unet(meta, channels=(32, 32), layers_per_block=1)
     tok, te = build_text_encoder()
     out = tmp_path_factory.mktemp("tiny_shapes")
-    save_teacher(out, unet, te, tok, build_scheduler(), meta)
+    save_teacher(out, unet, te, tok, build_scheduler(), meta, build_camera_encoder(meta))
     return out
 
 

@@ -59,6 +59,23 @@ def test_camera_changes_the_prediction(tiny_shapes_teacher):
     assert not torch.allclose(a, b)
 
 
+def test_camera_reaches_the_prediction_through_its_tokens(tiny_shapes_teacher):
+    t = tiny_shapes_teacher
+    x, ts = torch.randn(2, 12, 8, 8), torch.tensor([300, 300])
+    text = t.embed("a red cube").expand(2, -1, -1)
+    cams = t.condition("a red cube", Cameras.from_angles([0.0, 45.0], [0.0, 0.0])).camera
+    with_tokens = t.unet_eps(x, ts, text, cams)
+    encoder, t.camera_encoder = t.camera_encoder, None
+    try:
+        without = t.unet_eps(x, ts, text, cams)
+    finally:
+        t.camera_encoder = encoder
+    assert not torch.allclose(with_tokens, without)
+    # the tokens are what the cross-attention sees: one view's tokens differ from another's
+    tokens = encoder(cams)
+    assert tokens.shape == (2, 2, 128) and not torch.allclose(tokens[0], tokens[1])
+
+
 def test_embedding_cache(tiny_shapes_teacher):
     t = tiny_shapes_teacher
     assert t.embed("a red mug") is t.embed("a red mug")
@@ -106,3 +123,26 @@ def test_corrupt_file_names_it(tiny_shapes_dir, tmp_path):
     (broken / "text_encoder" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(AssetError, match="unreadable.*text_encoder"):
         ShapesTeacher.from_pretrained(broken)
+
+
+def test_missing_camera_encoder_names_it(tiny_shapes_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "teacher"
+    shutil.copytree(tiny_shapes_dir, broken)
+    (broken / "camera_encoder" / "model.safetensors").unlink()
+    with pytest.raises(AssetError, match="camera_encoder/model.safetensors.*git checkout"):
+        ShapesTeacher.from_pretrained(broken)
+
+
+def test_first_teacher_layout_without_camera_encoder_loads(tiny_shapes_dir, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "teacher"
+    shutil.copytree(tiny_shapes_dir, old)
+    shutil.rmtree(old / "camera_encoder")
+    meta = json.loads((old / "teacher.json").read_text())
+    del meta["camera_tokens"]
+    (old / "teacher.json").write_text(json.dumps(meta))
+    assert ShapesTeacher.from_pretrained(old).camera_encoder is None

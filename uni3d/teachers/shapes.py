@@ -13,7 +13,8 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from uni3d.cameras import Cameras, camera_features
 from uni3d.errors import AssetError
 from uni3d.teachers.base import Conditioning, Teacher
-from uni3d.teachers.shapes_layout import REQUIRED_FILES, TeacherMeta
+from uni3d.teachers.camera_encoder import CameraEncoder
+from uni3d.teachers.shapes_layout import CAMERA_ENCODER_FILES, REQUIRED_FILES, TeacherMeta
 from uni3d.teachers.text_encoder import ShapesTextEncoder, WordTokenizer
 
 RESTORE_HINT = (
@@ -37,17 +38,20 @@ def default_teacher_dir() -> Path:
 class ShapesTeacher(Teacher):
     """Pixel teacher: ``x0`` is the image in [-1, 1], pixel-unshuffled (lossless) for the UNet.
 
-    The camera of each view enters as sinusoidal features added to the time embedding; it was
+    The camera of each view enters as sinusoidal features added to the time embedding and, when the
+    teacher has a camera encoder, as tokens appended to the text for cross-attention; it was
     withheld for 15% of training, so ``camera=None`` also works.
     """
 
     x0_range = 1.0
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder: ShapesTextEncoder, tokenizer: WordTokenizer,
-                 scheduler: DDPMScheduler, meta: TeacherMeta, name: str = "shapes"):
+                 scheduler: DDPMScheduler, meta: TeacherMeta, name: str = "shapes",
+                 camera_encoder: CameraEncoder | None = None):
         super().__init__(scheduler.alphas_cumprod)
         self.unet = unet.eval().requires_grad_(False)
         self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.camera_encoder = camera_encoder.eval().requires_grad_(False) if camera_encoder is not None else None
         self.tokenizer = tokenizer
         self.scheduler_config = dict(scheduler.config)
         self.meta = meta
@@ -62,13 +66,17 @@ class ShapesTeacher(Teacher):
     def from_pretrained(directory: str | Path | None = None) -> ShapesTeacher:
         """Load a shapes teacher directory; a missing or corrupt file raises AssetError naming it."""
         directory = Path(directory) if directory is not None else default_teacher_dir()
-        for rel in REQUIRED_FILES:
+        current = directory / "teacher.json"
+        try:
+            meta = TeacherMeta(**json.loads(current.read_text())) if current.is_file() else None
+        except Exception as exc:
+            raise AssetError(f"shapes teacher file unreadable: {current} ({type(exc).__name__}); {RESTORE_HINT}") from exc
+        required = REQUIRED_FILES + (CAMERA_ENCODER_FILES if meta is not None and meta.camera_tokens > 0 else [])
+        for rel in required:
             if not (directory / rel).is_file():
                 raise AssetError(f"shapes teacher file missing: {directory / rel}; {RESTORE_HINT}")
-        current = directory
+        camera_encoder = None
         try:
-            current = directory / "teacher.json"
-            meta = TeacherMeta(**json.loads(current.read_text()))
             current = directory / "unet"
             unet = UNet2DConditionModel.from_pretrained(current, dtype=torch.float32)
             current = directory / "text_encoder"
@@ -77,9 +85,13 @@ class ShapesTeacher(Teacher):
             tokenizer = WordTokenizer.load(directory / "tokenizer")
             current = directory / "scheduler"
             scheduler = DDPMScheduler.from_pretrained(current)
+            if meta.camera_tokens > 0:
+                current = directory / "camera_encoder"
+                camera_encoder = CameraEncoder.from_pretrained(current)
         except Exception as exc:  # corrupt JSON or safetensors
             raise AssetError(f"shapes teacher file unreadable: {current} ({type(exc).__name__}); {RESTORE_HINT}") from exc
-        teacher = ShapesTeacher(unet, text_encoder, tokenizer, scheduler, meta, name=f"shapes:{directory.name}")
+        teacher = ShapesTeacher(unet, text_encoder, tokenizer, scheduler, meta, name=f"shapes:{directory.name}",
+                                camera_encoder=camera_encoder)
         weights = directory / "unet" / "diffusion_pytorch_model.safetensors"
         teacher._fingerprint = f"{teacher.name}:{hashlib.sha1(weights.read_bytes()).hexdigest()[:12]}"
         return teacher
@@ -108,4 +120,8 @@ class ShapesTeacher(Teacher):
     def unet_eps(self, x_t, t, text, camera):
         if camera is None:
             camera = torch.zeros(x_t.shape[0], self.meta.camera_features, dtype=x_t.dtype, device=x_t.device)
-        return self.unet(x_t, t, encoder_hidden_states=text.to(x_t.dtype), class_labels=camera.to(x_t.dtype)).sample
+        camera = camera.to(x_t.dtype)
+        tokens = text.to(x_t.dtype)
+        if self.camera_encoder is not None:
+            tokens = torch.cat([tokens, self.camera_encoder(camera).to(x_t.dtype)], dim=1)
+        return self.unet(x_t, t, encoder_hidden_states=tokens, class_labels=camera).sample

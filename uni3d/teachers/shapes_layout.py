@@ -7,6 +7,7 @@ A shapes teacher directory (diffusers layout)::
     unet/                     diffusers UNet2DConditionModel (config.json + safetensors)
     scheduler/                diffusers DDPMScheduler config (the noise table)
     text_encoder/             ShapesTextEncoder (config.json + model.safetensors)
+    camera_encoder/           CameraEncoder, when teacher.json has camera_tokens > 0
     tokenizer/vocab.json      the closed vocabulary
     README.md                 model card
 """
@@ -21,6 +22,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from uni3d.cameras import CAMERA_FEATURES
+from uni3d.teachers.camera_encoder import CameraEncoder, CameraEncoderConfig
 from uni3d.teachers.text_encoder import ShapesTextEncoder, TextEncoderConfig, WordTokenizer
 from uni3d.world.shapes import COLOUR_NAMES, SHAPE_NAMES
 
@@ -51,10 +53,19 @@ class TeacherMeta:
     """Width of the camera input (see uni3d.cameras.camera_features)."""
     default_cfg: float = 4.0
     """Classifier-free guidance scale for sampling."""
+    camera_tokens: int = 0
+    """Camera tokens appended to the text tokens for cross-attention (0: the camera enters through the
+    time embedding only, as in the first teacher)."""
 
 
-def build_unet(meta: TeacherMeta, channels=(64, 128, 128), layers_per_block: int = 1) -> UNet2DConditionModel:
-    """A fresh pixel-space UNet with cross-attention on text and the camera added to the time embedding."""
+CAMERA_ENCODER_FILES = ["camera_encoder/config.json", "camera_encoder/model.safetensors"]
+"""Required as well when ``camera_tokens > 0``."""
+
+
+def build_unet(meta: TeacherMeta, channels=(64, 128, 128), layers_per_block: int = 1,
+               time_scale_shift: str = "scale_shift") -> UNet2DConditionModel:
+    """A fresh pixel-space UNet with cross-attention on text (and camera tokens) and the camera added to
+    the time embedding, which scales and shifts each ResNet block's features (``scale_shift``)."""
     u = meta.unshuffle
     return UNet2DConditionModel(
         sample_size=meta.resolution // u,
@@ -69,7 +80,15 @@ def build_unet(meta: TeacherMeta, channels=(64, 128, 128), layers_per_block: int
         norm_num_groups=32,
         class_embed_type="projection",
         projection_class_embeddings_input_dim=meta.camera_features,
+        resnet_time_scale_shift=time_scale_shift,
     )
+
+
+def build_camera_encoder(meta: TeacherMeta) -> CameraEncoder | None:
+    if meta.camera_tokens <= 0:
+        return None
+    return CameraEncoder(CameraEncoderConfig(tokens=meta.camera_tokens, width=TextEncoderConfig.width,
+                                             features=meta.camera_features))
 
 
 def build_text_encoder() -> tuple[WordTokenizer, ShapesTextEncoder]:
@@ -82,13 +101,16 @@ def build_scheduler() -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", clip_sample=False)
 
 
-def save_teacher(directory: str | Path, unet, text_encoder, tokenizer, scheduler, meta: TeacherMeta) -> None:
+def save_teacher(directory: str | Path, unet, text_encoder, tokenizer, scheduler, meta: TeacherMeta,
+                 camera_encoder: CameraEncoder | None = None) -> None:
     """Write a shapes teacher directory; UNet weights in float16 to keep the asset small."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     unet.to(dtype=torch.float16).save_pretrained(directory / "unet", safe_serialization=True)
     unet.float()
     text_encoder.save_pretrained(directory / "text_encoder")
+    if camera_encoder is not None:
+        camera_encoder.save_pretrained(directory / "camera_encoder")
     tokenizer.save(directory / "tokenizer")
     scheduler.save_pretrained(directory / "scheduler")
     (directory / "teacher.json").write_text(json.dumps(asdict(meta), indent=2) + "\n")
@@ -100,4 +122,6 @@ def save_teacher(directory: str | Path, unet, text_encoder, tokenizer, scheduler
         "text_encoder": ["uni3d", "ShapesTextEncoder"],
         "tokenizer": ["uni3d", "WordTokenizer"],
     }
+    if camera_encoder is not None:
+        index["camera_encoder"] = ["uni3d", "CameraEncoder"]
     (directory / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

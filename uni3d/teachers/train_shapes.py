@@ -10,14 +10,21 @@ import csv
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from uni3d.cameras import Cameras, camera_features
-from uni3d.teachers.shapes_layout import TeacherMeta, build_scheduler, build_text_encoder, build_unet, save_teacher
+from uni3d.teachers.shapes_layout import (
+    TeacherMeta,
+    build_camera_encoder,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    save_teacher,
+)
 from uni3d.world.captions import sample_captions
 from uni3d.world.dataset import ShapesDataset, generate
 
@@ -44,8 +51,9 @@ class TeacherTrainConfig:
     """Linear warm-up steps."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average whose weights are shipped."""
-    min_snr_gamma: float = 5.0
-    """Min-SNR loss weighting (Hang et al. 2023) of the main phase; 0 disables it."""
+    min_snr_gamma: float = 0.0
+    """Min-SNR loss weighting (Hang et al. 2023) of the main phase; 0 (plain eps MSE) disables it. The
+    first teacher used 5, and its shape-only prompts covered fewer colours ("a torus": 4 of 6)."""
     finetune_steps: int = 0
     """Optional second phase after ``steps``: plain (unweighted) eps MSE at a constant learning rate
     (0: none). Tried once at 600 steps to clean the residual 2x2 texture of the samples; it made it worse."""
@@ -55,6 +63,9 @@ class TeacherTrainConfig:
     """EMA decay of the second phase (short, so the shipped weights follow it)."""
     camera_dropout: float = 0.15
     """Fraction of images whose camera is withheld, so the teacher also works without one."""
+    camera_tokens: int = 2
+    """Camera tokens appended to the text for cross-attention, besides the camera in the time embedding
+    (0: time embedding only; the first teacher, trained so, drew a cube's edge from every side)."""
     dataset_size: int = 40000
     """Number of renders generated once and cached in run_dir."""
     resolution: int = 32
@@ -92,22 +103,23 @@ def train(cfg: TeacherTrainConfig) -> Path:
         data.save(data_path)
 
     torch.manual_seed(cfg.seed)
-    meta = TeacherMeta(resolution=cfg.resolution)
+    meta = TeacherMeta(resolution=cfg.resolution, camera_tokens=cfg.camera_tokens)
     unet = build_unet(meta)
     tokenizer, text_encoder = build_text_encoder()
+    camera_encoder = build_camera_encoder(meta)
     scheduler = build_scheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    live = {"unet": unet, "text": text_encoder} | ({"camera": camera_encoder} if camera_encoder is not None else {})
+    params = [p for m in live.values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    ema = {k: copy.deepcopy(m).requires_grad_(False) for k, m in live.items()}
     abar = scheduler.alphas_cumprod.float()
     ckpt_path, log_path = cfg.run_dir / "checkpoint.pt", cfg.run_dir / "loss.csv"
     start, elapsed0, t0 = 0, 0.0, time.time()
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
-        unet.load_state_dict(ckpt["unet"])
-        text_encoder.load_state_dict(ckpt["text_encoder"])
-        ema_unet.load_state_dict(ckpt["ema_unet"])
-        ema_text.load_state_dict(ckpt["ema_text"])
+        for k in live:
+            live[k].load_state_dict(ckpt["live"][k])
+            ema[k].load_state_dict(ckpt["ema"][k])
         opt.load_state_dict(ckpt["opt"])
         start = ckpt["step"]
         elapsed0 = ckpt.get("elapsed", 0.0)
@@ -117,8 +129,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
 
     def save_checkpoint(step: int) -> None:
         state = {
-            "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-            "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
+            "live": {k: m.state_dict() for k, m in live.items()}, "ema": {k: m.state_dict() for k, m in ema.items()},
             "opt": opt.state_dict(), "step": step, "elapsed": elapsed0 + time.time() - t0,
         }
         tmp = ckpt_path.with_suffix(".tmp")
@@ -155,6 +166,8 @@ def train(cfg: TeacherTrainConfig) -> Path:
             group["lr"] = _lr_at(cfg, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             cond = text_encoder(tokenizer(captions))
+            if camera_encoder is not None:
+                cond = torch.cat([cond, camera_encoder(cam)], dim=1)
             pred = unet(x_t, t, encoder_hidden_states=cond, class_labels=cam).sample
         per = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))
         if cfg.min_snr_gamma > 0 and step < cfg.steps:
@@ -167,8 +180,8 @@ def train(cfg: TeacherTrainConfig) -> Path:
         opt.step()
         decay = min(cfg.ema_decay if step < cfg.steps else cfg.finetune_ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
-                for pe, pl in zip(ema.parameters(), live.parameters()):
+            for k in live:
+                for pe, pl in zip(ema[k].parameters(), live[k].parameters()):
                     pe.lerp_(pl, 1 - decay)
         writer.writerow([step + 1, f"{loss.item():.5f}", f"{_lr_at(cfg, step):.2e}", f"{elapsed0 + time.time() - t0:.1f}"])
         bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -183,7 +196,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
     for s, h in old.items():
         signal.signal(s, h)
     save_checkpoint(total)
-    save_teacher(cfg.out, ema_unet, ema_text, tokenizer, scheduler, meta)
+    save_teacher(cfg.out, ema["unet"], ema["text"], tokenizer, scheduler, meta, ema.get("camera"))
     write_training_record(cfg)
     return cfg.out
 
@@ -198,23 +211,40 @@ def _wall_seconds(seconds: list[float]) -> float:
     return total + last
 
 
+def training_command(cfg: TeacherTrainConfig) -> str:
+    """The ``uni3d teacher train`` command line that reproduces ``cfg`` (its non-default fields)."""
+    from dataclasses import fields
+
+    parts = ["uni3d teacher train"]
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "resume" or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
 def write_training_record(cfg: TeacherTrainConfig) -> None:
     """Copy the loss log into the teacher and write training.json (command, data, steps, wall time)."""
     import json
     import shutil
-    import sys
 
     log = cfg.run_dir / "loss.csv"
     shutil.copy(log, cfg.out / "loss.csv")
     with open(log) as f:
         rows = list(csv.DictReader(f))
     record = {
-        "command": "uni3d teacher train" + "".join(f" {a}" for a in sys.argv[1:] if a != "--resume"),
+        "command": training_command(cfg),
         "steps": cfg.steps, "finetune_steps": cfg.finetune_steps, "batch_size": cfg.batch_size,
         "images_seen": (cfg.steps + cfg.finetune_steps) * cfg.batch_size,
         "dataset_renders": cfg.dataset_size, "resolution": cfg.resolution, "seed": cfg.seed,
         "wall_seconds": _wall_seconds([float(r["seconds"]) for r in rows]),
         "final_loss_mean_last_100": sum(float(r["loss"]) for r in rows[-100:]) / max(1, len(rows[-100:])),
         "threads": torch.get_num_threads(), "bf16": cfg.bf16,
+        "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("out", "run_dir", "resume")},
     }
     (cfg.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
