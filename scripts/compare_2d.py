@@ -61,11 +61,17 @@ def particle_preset(method_or_path: str | Path) -> GenerateConfig:
     return apply_overrides(load_preset(path, GenerateConfig()), PARTICLE_FAKE)
 
 
-BACKGROUND = "white"
-"""The 2D mode's images: a colour and an opacity layer over white (ImageScene), as the 3D scenes over their
-white background."""
+BACKGROUND = "none"
+"""The 2D mode's images: the colour alone (none), or a colour and an opacity layer over white (white), as the
+3D scenes composite over their white background (ImageScene). Probed on reverse KL only so far
+(scripts/probe_2d.py --background white): white backgrounds, but every shape drawn as a cone."""
 OPACITY_INIT = 0.3
 """Opacity of every pixel of the 2D mode's images at the start (with the white background)."""
+
+
+def image_setting(background: str = BACKGROUND, opacity_init: float = OPACITY_INIT) -> str:
+    """How a row's images were parameterised, as GUIDANCE_2D.md's table shows it."""
+    return "none:" if background == "none" else f"{background}:{opacity_init:g}"
 
 
 def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float,
@@ -91,7 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="*", default=list(PRESETS), choices=list(PRESETS),
                     help="methods to (re)measure; none given (a bare --methods): rewrite the report from results.json")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("docs"))
@@ -106,6 +112,7 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     command = f"python scripts/compare_2d.py --steps {args.steps} --seed {args.seed} --methods {' '.join(args.methods)}"
     shipped = load_teacher("shapes").fingerprint
+    images_now = image_setting()
     for method in args.methods:
         images, sec = run(method, args.steps, args.seed, args.lr)
         pred = clf.predict(images)
@@ -113,7 +120,7 @@ def main() -> None:
         results[method] = {"shape_accuracy": ok_s.float().mean().item(), "colour_accuracy": ok_c.float().mean().item(),
                            "both": (ok_s & ok_c).float().mean().item(), "seconds_per_step": round(sec, 3),
                            "misread": [p for p, a, b in zip(FULL_PROMPTS, ok_s.tolist(), ok_c.tolist()) if not (a and b)],
-                           "command": command, "teacher": shipped}
+                           "command": command, "teacher": shipped, "images": images_now}
         grid = image_grid(images, cols=6).repeat_interleave(3, -1).repeat_interleave(3, -2)
         iio.imwrite(fig_dir / f"{method}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
         print(method, json.dumps(results[method]), flush=True)
@@ -128,6 +135,9 @@ def main() -> None:
         " method's section for its row alone. Each method optimises",
         "36 images (one per fully specified prompt, a 32 px image each, seen from azimuth "
         f"{FIXED_VIEW[0]:g}, elevation {FIXED_VIEW[1]:g}) with its preset from `configs/`; the shipped classifier reads them.",
+        "The table's `images` column says how the images were parameterised: `none:` the colour alone; `white:O` a"
+        " colour layer and an opacity layer composited over white, starting at opacity O, as the 3D scenes",
+        "composite over their white background.",
         "VSD and Uni-Instruct share one fake score here, larger than the 3D presets' (`PARTICLE_FAKE` in the script: LoRA of",
         "rank 8 on the attention and convolution layers, 3 steps at lr 0.003 per image step): each particle is one fixed",
         "image, whose noise the fake score must learn to predict almost exactly, and Uni-Instruct's pathwise terms carry",
@@ -146,17 +156,17 @@ def main() -> None:
         "score helps forward KL, not reverse KL (the two probes above; the table below);",
         "in 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
         "",
-        "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) | teacher |",
-        "|---|---|---|---|---|---|",
+        "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) | images | teacher |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m, r in results.items():
         lines.append(f"| {m} | {r['shape_accuracy']:.0%} | {r['colour_accuracy']:.0%} | {r['both']:.0%} | {r['seconds_per_step']} "
-                     f"| `{r.get('teacher', '?')}` |")
-    stale = [m for m, r in results.items() if r.get("teacher") != shipped]
+                     f"| {r.get('images', 'none:')} | `{r.get('teacher', '?')}` |")
+    stale = [m for m, r in results.items() if r.get("teacher") != shipped or r.get("images", "none:") != images_now]
     lines.append("")
     if stale:
         lines += [f"**Stale rows**: {', '.join(stale)} were measured on other weights than the shipped teacher's "
-                  f"(`{shipped}`); rerun the command under each to refresh them.", ""]
+                  f"(`{shipped}`) or on other images than `{images_now}`; rerun the command under each to refresh them.", ""]
     for m, r in results.items():
         lines += [f"## {m}", "", f"![{m}](guidance_2d/{m}.png)", "",
                   "Rows follow the prompt list: sphere, cube, cylinder, cone, torus, mug; columns red, green, blue, "

@@ -248,7 +248,7 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
         camera += f", and mapped by a small MLP (`camera_encoder/`) to {tokens} tokens appended to the text for cross-attention"
     camera += f"; withheld (zeros) for {dropout:.0%} of training, so the teacher also works without a camera."
     lines = [
-        "# shapes-v1: the embedded Shapes World teacher of uni3d",
+        f"# {teacher_dir.name}: the embedded Shapes World teacher of uni3d",
         "",
         "A small text-to-image diffusion model of the procedural Shapes World (six solids, six colours, one",
         "fixed light, white background), conditioned on the camera of the view. It is the default teacher of",

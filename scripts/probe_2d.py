@@ -23,6 +23,7 @@ import yaml
 from compare_2d import (  # scripts/ is on the path when run as a script
     BACKGROUND,
     OPACITY_INIT,
+    image_setting,
     particle_preset,
     particles_trainer,
 )
@@ -67,6 +68,7 @@ def main() -> None:
     iio.imwrite(args.out / f"{args.name}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
     print(json.dumps({"name": args.name, "read_right": f"{right}/{len(PROMPTS)}", "read": read, "border": round(border, 3),
                       "seconds": round(time.perf_counter() - start, 1), "settings": args.settings,
+                      "images": image_setting(args.background, args.opacity_init),
                       "last": {k: round(v, 4) for k, v in last.items()}}))
 
 

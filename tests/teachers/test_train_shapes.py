@@ -13,7 +13,7 @@ from uni3d.teachers.train_shapes import TeacherTrainConfig, train
 
 def _config(tmp_path, name, **kw) -> TeacherTrainConfig:
     base = dict(out=tmp_path / name / "out", run_dir=tmp_path / name / "run", steps=4, batch_size=4, warmup=1,
-                dataset_size=24, resolution=16, checkpoint_every=2, bf16=False)
+                dataset_size=24, resolution=16, checkpoint_every=2, bf16=False, camera_tokens=2)
     return TeacherTrainConfig(**(base | kw))
 
 

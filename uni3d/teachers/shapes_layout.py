@@ -63,9 +63,10 @@ CAMERA_ENCODER_FILES = ["camera_encoder/config.json", "camera_encoder/model.safe
 
 
 def build_unet(meta: TeacherMeta, channels=(64, 128, 128), layers_per_block: int = 1,
-               time_scale_shift: str = "scale_shift") -> UNet2DConditionModel:
+               time_scale_shift: str = "default") -> UNet2DConditionModel:
     """A fresh pixel-space UNet with cross-attention on text (and camera tokens) and the camera added to
-    the time embedding, which scales and shifts each ResNet block's features (``scale_shift``)."""
+    the time embedding, which is added to each ResNet block's features (``default``) or scales and shifts
+    them (``scale_shift``)."""
     u = meta.unshuffle
     return UNet2DConditionModel(
         sample_size=meta.resolution // u,

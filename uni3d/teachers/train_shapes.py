@@ -51,21 +51,28 @@ class TeacherTrainConfig:
     """Linear warm-up steps."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average whose weights are shipped."""
-    min_snr_gamma: float = 0.0
-    """Min-SNR loss weighting (Hang et al. 2023) of the main phase; 0 (plain eps MSE) disables it. The
-    first teacher used 5, and its shape-only prompts covered fewer colours ("a torus": 4 of 6)."""
+    min_snr_gamma: float = 5.0
+    """Min-SNR loss weighting (Hang et al. 2023) of the main phase; 0 (plain eps MSE) disables it. A run
+    with 0 (and camera tokens and scale-shift) gave dark samples on tinted, 2x2-textured backgrounds."""
     finetune_steps: int = 0
-    """Optional second phase after ``steps``: plain (unweighted) eps MSE at a constant learning rate
-    (0: none). Tried once at 600 steps to clean the residual 2x2 texture of the samples; it made it worse."""
+    """Optional second phase after ``steps``: eps MSE (weighted by finetune_min_snr_gamma) at a constant
+    learning rate (0: none). Tried once at 600 steps, unweighted, to clean the residual 2x2 texture of the
+    samples; it made it worse."""
     finetune_lr: float = 1e-4
     """Learning rate of the second phase."""
+    finetune_min_snr_gamma: float = 0.0
+    """Min-SNR loss weighting of the second phase (0: plain eps MSE)."""
     finetune_ema_decay: float = 0.99
     """EMA decay of the second phase (short, so the shipped weights follow it)."""
     camera_dropout: float = 0.15
     """Fraction of images whose camera is withheld, so the teacher also works without one."""
-    camera_tokens: int = 2
+    camera_tokens: int = 0
     """Camera tokens appended to the text for cross-attention, besides the camera in the time embedding
-    (0: time embedding only; the first teacher, trained so, drew a cube's edge from every side)."""
+    (0: time embedding only; the shipped teacher, trained so, draws a cube's edge from every side, and a
+    run with 2 drew its face at azimuth 0 and its edge at 45)."""
+    time_scale_shift: bool = False
+    """The time (and camera) embedding scales and shifts each ResNet block's features (FiLM) instead of
+    being added to them."""
     dataset_size: int = 40000
     """Number of renders generated once and cached in run_dir."""
     resolution: int = 32
@@ -104,7 +111,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     meta = TeacherMeta(resolution=cfg.resolution, camera_tokens=cfg.camera_tokens)
-    unet = build_unet(meta)
+    unet = build_unet(meta, time_scale_shift="scale_shift" if cfg.time_scale_shift else "default")
     tokenizer, text_encoder = build_text_encoder()
     camera_encoder = build_camera_encoder(meta)
     scheduler = build_scheduler()
@@ -170,9 +177,10 @@ def train(cfg: TeacherTrainConfig) -> Path:
                 cond = torch.cat([cond, camera_encoder(cam)], dim=1)
             pred = unet(x_t, t, encoder_hidden_states=cond, class_labels=cam).sample
         per = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))
-        if cfg.min_snr_gamma > 0 and step < cfg.steps:
+        gamma = cfg.min_snr_gamma if step < cfg.steps else cfg.finetune_min_snr_gamma
+        if gamma > 0:
             snr = abar[t] / (1 - abar[t])
-            per = per * snr.clamp(max=cfg.min_snr_gamma) / snr
+            per = per * snr.clamp(max=gamma) / snr
         loss = per.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
