@@ -241,9 +241,9 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
     tokens = meta.get("camera_tokens", 0)
     dropout = recipe.get("camera_dropout", 0.15)
     camera = ("- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the"
-              " time embedding (which scales and shifts every ResNet block's features)" if unet.get("resnet_time_scale_shift") == "scale_shift"
-              else "- camera: sin/cos of 1-4 x azimuth and 1-2 x elevation and a flag (13 numbers), projected and added to the"
               " time embedding")
+    if unet.get("resnet_time_scale_shift") == "scale_shift":
+        camera += " (which scales and shifts every ResNet block's features)"
     if tokens:
         camera += f", and mapped by a small MLP (`camera_encoder/`) to {tokens} tokens appended to the text for cross-attention"
     camera += f"; withheld (zeros) for {dropout:.0%} of training, so the teacher also works without a camera."

@@ -1,5 +1,7 @@
 """The Teacher contract on a tiny random shapes teacher."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -105,31 +107,29 @@ def test_load_by_directory(tiny_shapes_dir):
     assert isinstance(load_teacher(str(tiny_shapes_dir)), ShapesTeacher)
 
 
-def test_missing_file_names_it(tiny_shapes_dir, tmp_path):
+def _copy(directory, tmp_path):
+    """A copy of a teacher directory, to break."""
     import shutil
 
-    broken = tmp_path / "teacher"
-    shutil.copytree(tiny_shapes_dir, broken)
+    return Path(shutil.copytree(directory, tmp_path / "teacher"))
+
+
+def test_missing_file_names_it(tiny_shapes_dir, tmp_path):
+    broken = _copy(tiny_shapes_dir, tmp_path)
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(AssetError, match="diffusion_pytorch_model.safetensors.*git checkout"):
         ShapesTeacher.from_pretrained(broken)
 
 
 def test_corrupt_file_names_it(tiny_shapes_dir, tmp_path):
-    import shutil
-
-    broken = tmp_path / "teacher"
-    shutil.copytree(tiny_shapes_dir, broken)
+    broken = _copy(tiny_shapes_dir, tmp_path)
     (broken / "text_encoder" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(AssetError, match="unreadable.*text_encoder"):
         ShapesTeacher.from_pretrained(broken)
 
 
 def test_missing_camera_encoder_names_it(tiny_shapes_dir, tmp_path):
-    import shutil
-
-    broken = tmp_path / "teacher"
-    shutil.copytree(tiny_shapes_dir, broken)
+    broken = _copy(tiny_shapes_dir, tmp_path)
     (broken / "camera_encoder" / "model.safetensors").unlink()
     with pytest.raises(AssetError, match="camera_encoder/model.safetensors.*git checkout"):
         ShapesTeacher.from_pretrained(broken)
@@ -139,8 +139,7 @@ def test_first_teacher_layout_without_camera_encoder_loads(tiny_shapes_dir, tmp_
     import json
     import shutil
 
-    old = tmp_path / "teacher"
-    shutil.copytree(tiny_shapes_dir, old)
+    old = _copy(tiny_shapes_dir, tmp_path)
     shutil.rmtree(old / "camera_encoder")
     meta = json.loads((old / "teacher.json").read_text())
     del meta["camera_tokens"]
