@@ -1,4 +1,4 @@
-"""Train the shapes teacher from scratch on Shapes World renders (CPU, about 80 minutes on 2 cores).
+"""Train the shapes teacher from scratch on Shapes World renders (CPU, about 60 minutes on 2 cores).
 
     uni3d teacher train --out assets/teachers/shapes-v1 [--run-dir runs/teacher] [--resume]
 """
@@ -64,12 +64,21 @@ class TeacherTrainConfig:
     """Min-SNR loss weighting of the second phase (0: plain eps MSE)."""
     finetune_ema_decay: float = 0.99
     """EMA decay of the second phase (short, so the shipped weights follow it)."""
+    p_shape_only: float = 0.15
+    """Fraction of images captioned ``a {shape}`` (their colour left free)."""
+    p_colour_only: float = 0.15
+    """Fraction of images captioned ``a {colour} object`` (their shape left free)."""
+    p_empty: float = 0.10
+    """Fraction of images with the empty caption (classifier-free guidance's unconditional branch)."""
     camera_dropout: float = 0.15
     """Fraction of images whose camera is withheld, so the teacher also works without one."""
-    camera_tokens: int = 0
+    camera_tokens: int = 2
     """Camera tokens appended to the text for cross-attention, besides the camera in the time embedding
-    (0: time embedding only; the shipped teacher, trained so, draws a cube's edge from every side, and a
-    run with 2 drew its face at azimuth 0 and its edge at 45)."""
+    (0: time embedding only; a teacher trained so drew a cube's edge from every side, where the shipped
+    teacher, with 2, draws its face at azimuth 0 and its edge at 45)."""
+    default_cfg: float = 3.0
+    """Classifier-free guidance scale recorded in teacher.json as the teacher's default for sampling
+    (chosen by measurement in docs/TEACHER.md)."""
     time_scale_shift: bool = False
     """The time (and camera) embedding scales and shifts each ResNet block's features (FiLM) instead of
     being added to them."""
@@ -110,7 +119,7 @@ def train(cfg: TeacherTrainConfig) -> Path:
         data.save(data_path)
 
     torch.manual_seed(cfg.seed)
-    meta = TeacherMeta(resolution=cfg.resolution, camera_tokens=cfg.camera_tokens)
+    meta = TeacherMeta(resolution=cfg.resolution, camera_tokens=cfg.camera_tokens, default_cfg=cfg.default_cfg)
     unet = build_unet(meta, time_scale_shift="scale_shift" if cfg.time_scale_shift else "default")
     tokenizer, text_encoder = build_text_encoder()
     camera_encoder = build_camera_encoder(meta)
@@ -161,7 +170,9 @@ def train(cfg: TeacherTrainConfig) -> Path:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
         x0 = F.pixel_unshuffle(data.float_images(idx), u)
-        captions = sample_captions(data.shape_idx[idx], data.colour_idx[idx], generator=g)
+        captions = sample_captions(data.shape_idx[idx], data.colour_idx[idx], generator=g,
+                                   p_shape_only=cfg.p_shape_only, p_colour_only=cfg.p_colour_only,
+                                   p_empty=cfg.p_empty)
         cams = Cameras(data.azimuth[idx], data.elevation[idx])
         cam = camera_features(cams, cfg.batch_size)
         cam = cam * (torch.rand(cfg.batch_size, 1, generator=g) >= cfg.camera_dropout)
