@@ -42,3 +42,10 @@ def test_camera_features_drop_to_zero():
     assert f.shape == (2, CAMERA_FEATURES)
     assert torch.all(f[:, -1] == 1)
     assert torch.count_nonzero(camera_features(None, 3)) == 0
+
+
+def test_cameras_follow_the_device_of_their_angles():
+    """Rays and bases are made where the angles are (a scene on CUDA moves its cameras there)."""
+    cams = CameraSampler().sample(3, torch.Generator().manual_seed(0)).to("meta")
+    origins, dirs = cams.rays(8)
+    assert origins.device.type == dirs.device.type == "meta" and dirs.shape == (3, 8, 8, 3)

@@ -50,6 +50,20 @@ def test_generate_image_scene(tiny_shapes_dir, tmp_path):
     assert (out / "image.png").exists() and not (out / "mesh.glb").exists()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method,scene", [("sds", "nerf"), ("vsd", "nerf"), ("uni-instruct", "nerf"), ("sds", "gaussians")])
+def test_generate_on_cuda_then_export_on_the_cpu(tiny_shapes_dir, tmp_path, method, scene, monkeypatch):
+    """--device cuda trains there (cameras, noise and the fake score's modules follow the teacher and the scene)
+    and the run's checkpoint exports again with the scene rebuilt on the CPU."""
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), "--method", method, "--scene", scene,
+                 "--device", "cuda", "--out", str(out), "--gaussians.num-init", "300", *FAST]) == 0
+    assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 0
+    assert main(["export", str(out), "--format", "ply", "--resolution", "32"]) == 0
+    assert len(trimesh.load(out / "mesh.ply", force="mesh").faces) > 0
+
+
 def test_checkpoint_never_holds_the_teacher(tiny_shapes_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"

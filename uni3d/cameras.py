@@ -48,6 +48,10 @@ class Cameras:
         az, el = torch.broadcast_tensors(az, el)
         return Cameras(az.contiguous(), el.contiguous(), radius, fov)
 
+    def to(self, device: torch.device | str) -> Cameras:
+        """The same cameras with their angles on ``device`` (rays and bases are made where the angles are)."""
+        return Cameras(self.azimuth.to(device), self.elevation.to(device), self.radius, self.fov)
+
     def __getitem__(self, idx) -> Cameras:
         return Cameras(self.azimuth[idx].reshape(-1), self.elevation[idx].reshape(-1), self.radius, self.fov)
 
@@ -62,7 +66,7 @@ class Cameras:
         """Unit (right, up, forward) vectors of each camera in world coordinates, each (B, 3)."""
         origin = self.positions()
         forward = -origin / origin.norm(dim=-1, keepdim=True)
-        up = torch.tensor([0.0, 1.0, 0.0]).expand_as(forward)
+        up = torch.tensor([0.0, 1.0, 0.0], device=forward.device).expand_as(forward)
         right = torch.linalg.cross(forward, up, dim=-1)
         right = right / right.norm(dim=-1, keepdim=True)
         return right, torch.linalg.cross(right, forward, dim=-1), forward
@@ -72,7 +76,7 @@ class Cameras:
         origin = self.positions()
         right, true_up, forward = self.basis()
         half = math.tan(math.radians(self.fov) / 2)
-        coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
+        coords = (torch.arange(resolution, dtype=torch.float32, device=origin.device) + 0.5) / resolution * 2 - 1
         x = (coords * half).view(1, 1, -1, 1)  # columns, left to right
         y = (-coords * half).view(1, -1, 1, 1)  # rows, top to bottom
         dirs = forward[:, None, None] + x * right[:, None, None] + y * true_up[:, None, None]

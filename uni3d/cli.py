@@ -178,7 +178,7 @@ def run_export(args: Export) -> None:
     if cfg.scene == "image":
         raise UserError("an image (2D) run has no 3D scene to export")
     scene = build_scene(cfg)
-    state = torch.load(args.run_dir / "checkpoint.pt", weights_only=False)["scene"]
+    state = torch.load(args.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["scene"]
     if cfg.scene == "gaussians":  # the cloud's size changed while densifying
         for name in ("means", "log_scales", "quats", "opacity_logits", "colour_logits"):
             setattr(scene, name, torch.nn.Parameter(state[name]))

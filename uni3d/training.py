@@ -219,7 +219,7 @@ class Trainer:
         tmp.replace(self.checkpoint_path)
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)  # copied to the parameters' devices
         self.scene.load_state_dict(state["scene"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.skipped = state["step"], state["skipped"]

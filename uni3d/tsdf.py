@@ -56,8 +56,8 @@ def fuse(scene, cams: Cameras, resolution: int, grid: int, bound: float, truncat
     for i in range(0, len(cams), chunk):
         view = cams[i:i + chunk]
         out = scene.render(view, resolution, jitter=False)
-        alpha = out.alpha.detach().float()
-        depth = torch.where(alpha > 0.5, out.depth.detach().float() / alpha.clamp(min=1e-6), torch.full_like(alpha, math.inf))
+        alpha = out.alpha.detach().float().cpu()
+        depth = torch.where(alpha > 0.5, out.depth.detach().float().cpu() / alpha.clamp(min=1e-6), torch.full_like(alpha, math.inf))
         uv, dist, front = project(points, view, resolution)
         seen = torch.nn.functional.grid_sample(depth, uv[:, :, None], mode="nearest", align_corners=False,
                                                padding_mode="border")[:, 0, :, 0]  # (b, N)

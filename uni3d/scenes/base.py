@@ -32,6 +32,11 @@ class RenderOutput:
 class Scene(nn.Module, ABC):
     """A differentiable 3D (or 2D) representation."""
 
+    @property
+    def device(self) -> torch.device:
+        """Where the scene's parameters are; inputs given on another device are moved here."""
+        return next(self.parameters()).device
+
     @abstractmethod
     def render(self, cams: Cameras, resolution: int) -> RenderOutput:
         """Render each camera at ``resolution`` x ``resolution`` pixels."""

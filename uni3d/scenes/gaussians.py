@@ -186,6 +186,7 @@ class GaussianScene(Scene):
     def render(self, cams: Cameras, resolution: int, **_) -> RenderOutput:
         if self.config.backend == "auto" and cuda_extension_available("gsplat", self.means.device):
             return self._render_gsplat(cams, resolution)  # pragma: no cover - CUDA only
+        cams = cams.to(self.means.device)
         rots, centres, focal = view_matrices(cams)
         cov3 = covariances(self.log_scales, self.quats)
         opacity, colours = torch.sigmoid(self.opacity_logits), torch.sigmoid(self.colour_logits)
@@ -201,7 +202,7 @@ class GaussianScene(Scene):
             alphas.append(a)
             depths.append(d)
         # the rasteriser composites camera z; the contract is distance along the ray
-        depth = torch.stack(depths) / cams.ray_cosines(resolution).to(self.means)
+        depth = torch.stack(depths) / cams.ray_cosines(resolution)
         return RenderOutput(rgb=torch.stack(rgbs), alpha=torch.stack(alphas), depth=depth)
 
     def _render_gsplat(self, cams: Cameras, resolution: int) -> RenderOutput:  # pragma: no cover - CUDA only
@@ -302,15 +303,19 @@ class GaussianScene(Scene):
     # --- fields for export ------------------------------------------------------------------
     @torch.no_grad()
     def density(self, xyz: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Opacity-weighted Gaussian mixture sum_i o_i exp(-0.5 d^T S_i^-1 d) at points (N, 3)."""
-        inv = torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * torch.eye(3))
+        """Opacity-weighted Gaussian mixture sum_i o_i exp(-0.5 d^T S_i^-1 d) at points (N, 3), on the CPU."""
+        inv = self._inverse_covariances()
         op = torch.sigmoid(self.opacity_logits)
         out = []
         for i in range(0, xyz.shape[0], chunk):
-            d = xyz[i:i + chunk, None] - self.means[None]
+            d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
             power = -0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)
-            out.append((op * torch.exp(power)).sum(-1))
+            out.append((op * torch.exp(power)).sum(-1).cpu())
         return torch.cat(out) if out else torch.zeros(0)
+
+    def _inverse_covariances(self) -> torch.Tensor:
+        eye = torch.eye(3, device=self.means.device)
+        return torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * eye)
 
     @torch.no_grad()
     def density_grid(self, resolution: int = 96) -> tuple[torch.Tensor, float]:
@@ -321,12 +326,12 @@ class GaussianScene(Scene):
 
     @torch.no_grad()
     def colour_at(self, xyz: torch.Tensor, shaded: bool = False, chunk: int = 4096) -> torch.Tensor:
-        """Colour of the Gaussians around each point, weighted by their density there."""
-        inv = torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * torch.eye(3))
+        """Colour of the Gaussians around each point, weighted by their density there; on the CPU."""
+        inv = self._inverse_covariances()
         op, col = torch.sigmoid(self.opacity_logits), torch.sigmoid(self.colour_logits)
         out = []
         for i in range(0, xyz.shape[0], chunk):
-            d = xyz[i:i + chunk, None] - self.means[None]
+            d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
             w = op * torch.exp(-0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)) + 1e-12
-            out.append((w[..., None] * col).sum(1) / w.sum(1, keepdim=True))
+            out.append(((w[..., None] * col).sum(1) / w.sum(1, keepdim=True)).cpu())
         return torch.cat(out)

@@ -238,9 +238,10 @@ class NeRFScene(Scene):
 
     @torch.no_grad()
     def colour_at(self, xyz: torch.Tensor, shaded: bool = False) -> torch.Tensor:
-        """Albedo (or shaded colour under the learned light) at points (N, 3)."""
+        """Albedo (or shaded colour under the learned light) at points (N, 3) on any device; on the CPU."""
+        xyz = xyz.to(self.device)
         alb = self.albedo(xyz)
-        return self.shade(alb, self.normals(xyz)) if shaded else alb
+        return (self.shade(alb, self.normals(xyz)) if shaded else alb).cpu()
 
     def shade(self, albedo: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
         """Diffuse shading under the learned light: albedo * (ambient + (1 - ambient) * max(0, n . l))."""

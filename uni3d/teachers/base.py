@@ -74,6 +74,11 @@ class Teacher(nn.Module, ABC):
         self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)
         self._embed_cache: dict[str, torch.Tensor] = {}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the teacher's weights are."""
+        return self.alphas_cumprod.device
+
     # --- the noise table -------------------------------------------------------------------
     @property
     def num_train_timesteps(self) -> int:

@@ -107,6 +107,7 @@ class FakeScore(nn.Module):
         time_dim = unet.time_embedding.linear_2.out_features
         self.camera_embedding = CameraEmbedding(time_dim)
         self.ratio_head = RatioHead(unet.config.block_out_channels[-1])
+        self.to(teacher.device)
         self._mid: torch.Tensor | None = None
         unet.mid_block.register_forward_hook(self._capture_mid)
         self._active = False

@@ -53,13 +53,13 @@ def sample(
         raise ValueError(f"need {n} cameras, got {len(cams)}")
     sched = make_scheduler(teacher, sampler, steps)
     cond = teacher.condition(prompt, cams, batch=n)
-    shape = teacher.encode(torch.zeros(1, 3, teacher.resolution, teacher.resolution)).shape[1:]
-    x = torch.randn((n, *shape), generator=generator)
+    shape = teacher.encode(torch.zeros(1, 3, teacher.resolution, teacher.resolution, device=teacher.device)).shape[1:]
+    x = torch.randn((n, *shape), generator=generator).to(teacher.device)
     for t in sched.timesteps:
-        tt = torch.full((n,), int(t), dtype=torch.long)
+        tt = torch.full((n,), int(t), dtype=torch.long, device=teacher.device)
         eps = teacher.eps(x, tt, cond, cfg_scale)
         x = sched.step(eps, t, x, generator=generator).prev_sample  # DDIM at eta 0 draws no noise
-    return teacher.decode(x)
+    return teacher.decode(x).cpu()
 
 
 def image_grid(images: torch.Tensor, cols: int | None = None, pad: int = 1) -> torch.Tensor:
