@@ -6,6 +6,7 @@ import trimesh
 
 from uni3d.export import ExportConfig, ExportError, extract_mesh, save_mesh
 from uni3d.scenes.nerf import NeRFConfig, NeRFScene
+from uni3d.world.shapes import sdf
 
 
 def _ball(radius=0.4, floater=False):
@@ -64,8 +65,8 @@ def test_uv_texture_option_keeps_the_geometry(tmp_path):
 
 
 def test_closing_fills_a_narrow_tunnel_and_keeps_a_handle_hole():
-    """A ball pierced by a 2-voxel tunnel has genus 1 before closing and 0 after; a torus (the mug's handle
-    hole is of this size) keeps its genus."""
+    """At the default radius, a ball pierced by a 2-voxel tunnel has genus 1 before closing and 0 after; the
+    ground-truth mug, whose handle hole between body and handle is the narrowest real one, keeps its handle."""
     import numpy as np
     from skimage.measure import marching_cubes
 
@@ -82,8 +83,10 @@ def test_closing_fills_a_narrow_tunnel_and_keeps_a_handle_hole():
 
     ball = 0.5 - np.sqrt(x**2 + y**2 + z**2)
     pierced = np.where(np.sqrt(x**2 + y**2) < 1.2 * spacing, -1.0, ball)  # a tunnel along z, ~2 voxels wide
-    torus = 0.07 - np.sqrt((np.sqrt(x**2 + y**2) - 0.2) ** 2 + z**2)  # the mug handle's torus
-    radius = round(0.05 / spacing)
+    pts = torch.from_numpy(np.stack([x, y, z], -1).reshape(-1, 3)).float()
+    mug = -sdf(pts, "mug").view(x.shape).numpy()
+    radius = round(ExportConfig().close_radius / spacing)
     assert handles(pierced) == 1 and handles(close_solid(pierced, 0.0, radius)) == 0
-    assert handles(torus) == 1 and handles(close_solid(torus, 0.0, radius)) == 1
-    assert np.array_equal(close_solid(torus, 0.0, 0), torus)
+    assert handles(mug) == 1 and handles(close_solid(mug, 0.0, radius)) == 1
+    assert handles(close_solid(mug, 0.0, round(0.16 / spacing))) == 0  # a closing too wide fills the handle's hole
+    assert np.array_equal(close_solid(mug, 0.0, 0), mug)
