@@ -6,7 +6,8 @@ Each method runs `uni3d generate PROMPT --config configs/METHOD.yaml` in its own
 settings otherwise, the machine's default threads) and its metrics.json gives: the training time
 (the budget of issue 4: SDS <= 60 s, Uni-Instruct <= 120 s), seconds per step, the share of the
 step spent outside the UNet passes (render, its backward and the scene's update; budget <= 20%)
-and the process's peak resident memory (budget <= 2 GB). Runs go to runs/bench_generate/METHOD.
+and the process's peak resident memory (budget <= 2 GB); and what the run made, scored by `uni3d evaluate`
+(nearest ground-truth shape, Chamfer-L1, colour, handles). Runs go to runs/bench_generate/METHOD.
 Run it on an otherwise idle machine: the times are wall clock.
 """
 
@@ -32,7 +33,12 @@ def run(method: str, prompt: str, out: Path, extra: list[str]) -> dict:
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - start
     m = json.loads((out / "metrics.json").read_text())
+    from uni3d.evaluate import evaluate_run
+
+    score = evaluate_run(out)
     return {
+        "nearest_shape": score["nearest_shape"], "chamfer": round(score["chamfer"], 4), "colour": score["colour"],
+        "handles": score["handles"],
         "steps": m["steps"], "train_seconds": m["train_seconds_this_session"], "process_seconds": round(wall, 1),
         "seconds_per_step": m["seconds_per_step"], "outside_unet_share": m["outside_unet_share"],
         "peak_memory_mb": m["peak_memory_mb"],

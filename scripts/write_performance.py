@@ -42,14 +42,16 @@ def generate_section(data: dict) -> list[str]:
         "update, as a share of the step (the rest is the teacher and fake-score passes, their backward and the fake",
         "score's training). Peak memory: the process's maximum resident set.",
         "",
-        "| method | steps | training, s | budget, s | s / step | outside the UNet (budget 20%) | peak memory, MB (budget 2048) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | steps | training, s | budget, s | s / step | outside the UNet (budget 20%) | peak memory, MB (budget 2048) "
+        "| what it made: nearest shape, Chamfer-L1, colour, handles |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         r = data[m]
         per_step = sum(r["seconds_per_step"].values())
+        made = (f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}" if "chamfer" in r else "-")
         lines.append(f"| {m} | {r['steps']} | {r['train_seconds']:.0f} | {budget.get(m, '-')} | {per_step:.3f} | "
-                     f"{r['outside_unet_share']:.0%} | {r['peak_memory_mb']:.0f} |")
+                     f"{r['outside_unet_share']:.0%} | {r['peak_memory_mb']:.0f} | {made} |")
     parts = sorted({k for m in methods for k in data[m]["seconds_per_step"]})
     lines += ["", "Seconds per step by part of the step (`Trainer.timings`):", "",
               "| method | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]

@@ -238,3 +238,16 @@ def test_generate_function_returns_run_dir(tiny_shapes_dir, tmp_path):
                           {"guidance": {"method": "sds"}, "train": {"steps": 2, "views": 1, "resolution": 16},
                            "export": {"resolution": 40}, "nerf": {"samples_per_ray": 24}})
     assert generate(cfg) == tmp_path / "r"
+
+
+@pytest.mark.parametrize("flags,method,cfg_scale", [(["--method", "sds"], "sds", 20.0),
+                                                    (["--method=sds", "--cfg-scale", "12"], "sds", 12.0),
+                                                    (["--method", "vsd"], "vsd", 7.5)])
+def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, flags, method, cfg_scale, monkeypatch):
+    """`--method sds` runs SDS as configs/sds.yaml tunes it (CFG 20), and flags still override the preset."""
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), *flags, "--out", str(out), *FAST]) == 0
+    saved = load_run_config(out / "config.yaml")
+    assert saved.guidance.method == method
+    assert saved.guidance.cfg_scale == cfg_scale

@@ -230,16 +230,30 @@ def run_generate(args) -> None:
     print(f"run written to {out}")
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in argv (the last one), or None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a.startswith(f"{name}="):
+            value = a.split("=", 1)[1]
+        elif a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
 def _generate_default(argv: list[str]):
-    """GenerateConfig with the --config preset (if any) applied, so flags override the preset."""
-    from uni3d.config import GenerateConfig, load_preset
+    """The base that the flags of ``uni3d generate`` override: the --config preset if given, else the preset of
+    the method (--method, --divergence; by default Uni-Instruct forward KL), so that ``--method sds`` runs SDS
+    as tuned in configs/sds.yaml."""
+    from uni3d.config import GenerateConfig, load_preset, method_preset
 
     cfg = GenerateConfig()
-    for i, a in enumerate(argv):
-        path = a.split("=", 1)[1] if a.startswith("--config=") else (argv[i + 1] if a == "--config" and i + 1 < len(argv) else None)
-        if path:
-            cfg = load_preset(Path(path), cfg)
-    return cfg
+    path = _flag(argv, "--config")
+    if path is None:
+        preset = method_preset(_flag(argv, "--method") or cfg.guidance.method,
+                               _flag(argv, "--divergence") or cfg.guidance.divergence)
+        return load_preset(preset, cfg) if preset is not None else cfg
+    return load_preset(Path(path), cfg)
 
 
 def _commands() -> dict[str, tuple[type, Callable, str]]:

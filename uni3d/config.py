@@ -122,6 +122,30 @@ def load_preset(path: Path, base: GenerateConfig) -> GenerateConfig:
     return apply_overrides(base, data)
 
 
+def preset_path(method: str) -> Path:
+    """The preset of a method name (``configs/<name>.yaml`` here or in the source tree) or a YAML path."""
+    if method.endswith((".yaml", ".yml")) or "/" in method:
+        if not Path(method).is_file():
+            raise UserError(f"preset {method} not found")
+        return Path(method)
+    dirs = [Path("configs"), Path(__file__).resolve().parents[1] / "configs"]
+    for d in dirs:
+        if (d / f"{method}.yaml").is_file():
+            return d / f"{method}.yaml"
+    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    raise UserError(f"unknown method {method!r}: a preset name ({', '.join(known)}) or a preset YAML path")
+
+
+def method_preset(method: str, divergence: str) -> Path | None:
+    """The preset that ``--method`` (and ``--divergence``) stand for: ``configs/sds.yaml``, ``configs/vsd.yaml`` or
+    ``configs/uni-instruct-DIVERGENCE.yaml``; None for a divergence without a preset of its own."""
+    name = f"uni-instruct-{divergence}" if method == "uni-instruct" else method
+    try:
+        return preset_path(name)
+    except UserError:
+        return None
+
+
 def save_run_config(cfg: GenerateConfig, path: Path) -> None:
     plain = to_plain(cfg)
     path.write_text(yaml.safe_dump({k: plain[k] for k in RUN_KEYS}, sort_keys=False))

@@ -26,10 +26,11 @@ from uni3d.teachers.sample_cache import cached_teacher_samples
 class TrainConfig:
     """The optimisation loop."""
 
-    steps: int = 1000
+    steps: int = 500
     """Scene optimisation steps."""
-    views: int = 2
-    """Rendered views per step."""
+    views: int = 1
+    """Rendered views per step. One view for 500 steps cost half of two for 1000 and made as good a mug with every
+    method (SDS 600 steps also a cube and a torus), in a quarter of the time."""
     resolution: int = 32
     """Render resolution (pixels); the teacher resizes to its own."""
     seed: int = 0

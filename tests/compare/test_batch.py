@@ -8,6 +8,7 @@ from uni3d.cli import main
 from uni3d.compare.batch import CompareConfig, compare
 from uni3d.compare.results import read_csv
 from uni3d.errors import UserError
+from uni3d.training import TrainConfig
 
 
 def _cfg(out, **kw) -> CompareConfig:
@@ -72,7 +73,7 @@ def test_a_failing_run_is_recorded_and_the_batch_goes_on(fake_runs, tmp_path, ca
 def test_changed_settings_need_overwrite(fake_runs, tmp_path):
     out = tmp_path / "cmp"
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
-    with pytest.raises(UserError, match="train.steps: 1000 here, 7 asked"):
+    with pytest.raises(UserError, match=f"train.steps: {TrainConfig().steps} here, 7 asked"):
         compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",)))
     fake_runs.calls.clear()
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",), overwrite=True))

@@ -6,7 +6,7 @@ A spec (``configs/benchmark/full.yaml``)::
     groups:                                 # prompt sets, each with its own seeds
       - {prompts: full, seeds: [0, 1, 2]}   # full (36), under (12), shape-only (6), colour-only (6), or a list
       - {prompts: under, seeds: [0, 1, 2, 3, 4, 5, 6, 7]}
-    overrides: {train: {steps: 1000}}       # applied to every run, after the method's preset
+    overrides: {train: {steps: 800}}        # applied to every run, after the method's preset
     teacher: shapes
     scene: nerf
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from uni3d.config import GenerateConfig, apply_overrides, load_preset
+from uni3d.config import GenerateConfig, apply_overrides, load_preset, preset_path
 from uni3d.errors import UserError
 from uni3d.world.captions import (
     COLOUR_ONLY_PROMPTS,
@@ -166,20 +166,6 @@ def merge(base: dict, extra: dict) -> dict:
     for k, v in extra.items():
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def preset_path(method: str) -> Path:
-    """The preset of a method name (``configs/<name>.yaml`` here or in the source tree) or a YAML path."""
-    if method.endswith((".yaml", ".yml")) or "/" in method:
-        if not Path(method).is_file():
-            raise UserError(f"preset {method} not found")
-        return Path(method)
-    dirs = [Path("configs"), Path(__file__).resolve().parents[2] / "configs"]
-    for d in dirs:
-        if (d / f"{method}.yaml").is_file():
-            return d / f"{method}.yaml"
-    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
-    raise UserError(f"unknown method {method!r}: a preset name ({', '.join(known)}) or a preset YAML path")
 
 
 def method_label(method: str) -> str:

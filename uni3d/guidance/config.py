@@ -56,7 +56,7 @@ class GuidanceConfig:
     variate: same expected gradient under an exact fake score). Every uni3d scene is deterministic given the
     camera, which conditions the fake score, so the centred term is exactly zero there; --no-cross-centred
     keeps the paper's form, whose coefficient sums the fake score's error over every pixel of the view."""
-    ratio_warmup: int = 200
+    ratio_warmup: int = 150
     """Uni-Instruct: steps with rho = 1 before the discriminator's ratio is used."""
     ratio_clamp: float = 10.0
     """Clamp of the discriminator logit before rho = exp(logit)."""
