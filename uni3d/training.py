@@ -29,8 +29,7 @@ class TrainConfig:
     steps: int = 500
     """Scene optimisation steps."""
     views: int = 1
-    """Rendered views per step. One view for 500 steps cost half of two for 1000 and made as good a mug with every
-    method (SDS 600 steps also a cube and a torus), in a quarter of the time."""
+    """Rendered views per step (one view for 500 steps made as good a mug as two for 1000, in a quarter of the time)."""
     resolution: int = 32
     """Render resolution (pixels); the teacher resizes to its own."""
     seed: int = 0
