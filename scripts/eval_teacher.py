@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--probe", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("docs"))
-    ap.add_argument("--cfg-sweep", type=float, nargs="*", default=[1.5, 3.0, 4.0, 6.0],
+    ap.add_argument("--cfg-sweep", type=float, nargs="*", default=[1.5, 2.0, 3.0, 4.0, 6.0],
                     help="CFG scales compared first on 2 samples per fully specified prompt")
     ap.add_argument("--sampler-sweep", nargs="*", default=["ddim:30", "ddim:50", "ddpm:30", "ddpm:50"],
                     help="SAMPLER:STEPS compared on 2 samples per fully specified prompt")
