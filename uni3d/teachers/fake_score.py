@@ -193,22 +193,24 @@ class FakeScore(nn.Module):
         ``real_x0`` (teacher samples, one per render), the ratio head's BCE at the same t and noise.
 
         The head reads the UNet's features without back-propagating into them: the LoRA learns the
-        score alone, and the real half costs one forward pass without gradient.
+        score alone. The real half rides in the same UNet pass as the renders (one call of batch 2B is
+        cheaper than two of B at these sizes); its predictions enter no loss.
         """
         x0 = x0.detach()
         b = x0.shape[0]
         t = self.sample_t(b, generator).to(x0.device)
         eps = torch.randn(x0.shape, generator=generator).to(x0)
         cond = cond.drop_camera(torch.rand(b, generator=generator) < self.config.camera_dropout)
-        pred, mid_fake = self._forward(self.teacher.add_noise(x0, t, eps), t, cond)
-        losses = {"loss_fake": F.mse_loss(pred.float(), eps.float())}
-        if real_x0 is not None:
-            with torch.no_grad():
-                _, mid_real = self._forward(self.teacher.add_noise(real_x0.to(x0), t, eps), t, cond)
-            logit = self.ratio_head(torch.cat([mid_fake.detach(), mid_real]))
-            labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(logit)
-            losses["loss_ratio"] = F.binary_cross_entropy_with_logits(logit, labels)
-        return losses
+        x_t = self.teacher.add_noise(x0, t, eps)
+        if real_x0 is None:
+            pred, _ = self._forward(x_t, t, cond)
+            return {"loss_fake": F.mse_loss(pred.float(), eps.float())}
+        x_real = self.teacher.add_noise(real_x0.to(x0), t, eps)
+        pred, mid = self._forward(torch.cat([x_t, x_real]), torch.cat([t, t]), Conditioning.cat([cond, cond]))
+        logit = self.ratio_head(mid.detach())  # renders first (label 0), then the teacher's samples (label 1)
+        labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(logit)
+        return {"loss_fake": F.mse_loss(pred[:b].float(), eps.float()),
+                "loss_ratio": F.binary_cross_entropy_with_logits(logit, labels)}
 
     # --- checkpoint ---------------------------------------------------------------------------
     def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
