@@ -247,6 +247,9 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
     if tokens:
         camera += f", and mapped by a small MLP (`camera_encoder/`) to {tokens} tokens appended to the text for cross-attention"
     camera += f"; withheld (zeros) for {dropout:.0%} of training, so the teacher also works without a camera."
+    # fractions of the caption families (records older than these settings trained with their defaults)
+    p_shape, p_colour, p_empty = (recipe.get(k, v) for k, v in (("p_shape_only", 0.15), ("p_colour_only", 0.15),
+                                                               ("p_empty", 0.10)))
     lines = [
         f"# {teacher_dir.name}: the embedded Shapes World teacher of uni3d",
         "",
@@ -262,7 +265,8 @@ def write_model_card(teacher_dir: Path, s: dict, fig_dir: Path) -> None:
         f"{unet['in_channels']} x {unet['sample_size']} x {unet['sample_size']}; weights stored in float16.",
         camera,
         "- text: a 2-layer transformer (width 128) over the closed vocabulary in `tokenizer/vocab.json`;",
-        "  10% empty captions for classifier-free guidance; `a {colour} {shape}`, `a {shape}`, `a {colour} object`.",
+        f"  captions `a {{colour}} {{shape}}` ({1 - p_shape - p_colour - p_empty:.0%}), `a {{shape}}` ({p_shape:.0%}), "
+        f"`a {{colour}} object` ({p_colour:.0%}) and empty ({p_empty:.0%}, classifier-free guidance's unconditional branch).",
         "- noise: DDPM, 1000 steps, cosine schedule (`squaredcos_cap_v2`), epsilon prediction.",
         f"- default classifier-free guidance scale: {meta['default_cfg']:g}.",
         "",

@@ -51,3 +51,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert full.keys() == resumed.keys()
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], msg=k)
+
+
+@pytest.mark.parametrize("fields,needle", [({"p_shape_only": 1.5}, "--p-shape-only must be a fraction"),
+                                           ({"p_shape_only": 0.5, "p_colour_only": 0.5, "p_empty": 0.1}, "add up to 1.1")])
+def test_caption_fractions_that_cannot_train_are_refused_before_any_work(tmp_path, fields, needle):
+    from uni3d.errors import UserError
+
+    with pytest.raises(UserError, match=needle):
+        train(TeacherTrainConfig(out=tmp_path / "t", run_dir=tmp_path / "run", **fields))
+    assert not (tmp_path / "run").exists()

@@ -44,8 +44,8 @@ def sample_captions(
     shape_idx: torch.Tensor,
     colour_idx: torch.Tensor,
     generator: torch.Generator | None = None,
-    p_shape_only: float = 0.15,
-    p_colour_only: float = 0.15,
+    p_shape_only: float = 0.25,
+    p_colour_only: float = 0.25,
     p_empty: float = 0.10,
 ) -> list[str]:
     """Draw a caption of a random family for each labelled image.
