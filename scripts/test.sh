@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# open3d (the TSDF export's volume) needs Debian's libusb-1.0-0; without it open3d's tests skip
+if ! ldconfig -p 2>/dev/null | grep "libusb-1.0.so.0" >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo "sudo -n")
+  { $SUDO apt-get install -y -q libusb-1.0-0 || { $SUDO apt-get update -q && $SUDO apt-get install -y -q libusb-1.0-0; }; } \
+    >/dev/null 2>&1 || echo "could not install libusb-1.0-0 (needs root): open3d's TSDF tests will skip"
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from uni3d.cameras import Cameras
+from uni3d.errors import UserError
 from uni3d.export import ExportConfig, ExportError, extract_mesh
 from uni3d.scenes.base import RenderOutput
-from uni3d.tsdf import fuse, fusion_cameras, project
+from uni3d.tsdf import fuse, fusion_cameras, open3d_available, project
 
 
 class _Cfg:
@@ -61,23 +62,52 @@ def test_fused_tsdf_changes_sign_at_the_surface():
     assert (tsdf[r > 0.85] == 1).all()
 
 
-def test_tsdf_export_recovers_a_sphere():
-    mesh = extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]), ExportConfig(method="tsdf", resolution=48, tsdf_views=8, tsdf_render=96))
+BACKENDS = ["torch", pytest.param("open3d", marks=pytest.mark.skipif(not open3d_available(), reason="open3d does not import"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tsdf_export_recovers_a_sphere(backend):
+    mesh = extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]),
+                        ExportConfig(method="tsdf", resolution=48, tsdf_views=8, tsdf_render=96, tsdf_backend=backend))
     radii = torch.tensor(mesh.vertices).norm(dim=-1)
     assert (radii - 0.5).abs().mean() < 0.015
     assert mesh.volume == pytest.approx(4 / 3 * math.pi * 0.5**3, rel=0.06)
     assert (mesh.visual.vertex_colors[:, 0] > 150).all()
 
 
-def test_tsdf_carves_the_gap_between_two_objects():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tsdf_keeps_two_objects_apart(backend):
     scene = Spheres([[-0.45, 0.0, 0.0], [0.45, 0.0, 0.0]], [0.3, 0.3])
-    mesh = extract_mesh(scene, ExportConfig(method="tsdf", resolution=48, tsdf_views=8, tsdf_render=96, min_component=0.0))
+    mesh = extract_mesh(scene, ExportConfig(method="tsdf", resolution=48, tsdf_views=8, tsdf_render=96, min_component=0.0,
+                                            tsdf_backend=backend))
     parts = mesh.split(only_watertight=False)
     assert len(parts) == 2
     xs = sorted(p.centroid[0] for p in parts)
     assert xs == pytest.approx([-0.45, 0.45], abs=0.02)
 
 
-def test_tsdf_export_of_an_empty_scene_is_an_error():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tsdf_export_of_an_empty_scene_is_an_error(backend):
     with pytest.raises(ExportError, match="empty"):
-        extract_mesh(Spheres([[5.0, 5.0, 5.0]], [0.1]), ExportConfig(method="tsdf", resolution=24, tsdf_views=4, tsdf_render=32))
+        extract_mesh(Spheres([[5.0, 5.0, 5.0]], [0.1]),
+                     ExportConfig(method="tsdf", resolution=24, tsdf_views=4, tsdf_render=32, tsdf_backend=backend))
+
+
+def test_asking_for_open3d_where_it_does_not_import_says_what_to_install(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_open3d(name, *args, **kwargs):
+        if name == "open3d":
+            raise ImportError("libusb-1.0.so.0: cannot open shared object file")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_open3d)
+    assert not open3d_available()
+    with pytest.raises(UserError, match="apt-get install libusb-1.0-0"):
+        extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]),
+                     ExportConfig(method="tsdf", resolution=24, tsdf_views=4, tsdf_render=32, tsdf_backend="open3d"))
+    # auto falls back to the torch route
+    mesh = extract_mesh(Spheres([[0.0, 0.0, 0.0]], [0.5]), ExportConfig(method="tsdf", resolution=24, tsdf_views=4, tsdf_render=32))
+    assert len(mesh.faces) > 0

@@ -4,7 +4,8 @@ Two routes to the surface. ``density`` (the default): marching cubes on the scen
 level chosen automatically, the one whose silhouettes best match the scene's own rendered opacity
 (alpha > 0.5) over a ring of views, so faint fog that renders as almost transparent is left out while
 the object is kept whole. ``tsdf``: fusion of rendered depth into a truncated signed distance grid
-(``uni3d.tsdf``), for scenes whose density is not a good surface, such as 3D Gaussians.
+(``uni3d.tsdf``: open3d's volume when open3d imports, else the same in pure torch), for scenes whose density
+is not a good surface, such as 3D Gaussians.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import trimesh
 
 from uni3d.cameras import CameraSampler
 from uni3d.errors import UserError
-from uni3d.tsdf import fuse, fusion_cameras
+from uni3d.tsdf import fuse, fuse_open3d, fusion_cameras, open3d_available
 
 FORMATS = ("glb", "obj", "ply")
 
@@ -48,6 +49,9 @@ class ExportConfig:
     """tsdf: render resolution of the fused depth maps (pixels)."""
     tsdf_truncation: float = 3.0
     """tsdf: truncation distance, in voxels of the marching-cubes grid."""
+    tsdf_backend: Literal["auto", "open3d", "torch"] = "auto"
+    """tsdf: open3d's TSDF volume, or the same fusion in pure torch (which also carves seen-through free space);
+    auto: open3d when it imports (pip install open3d-cpu; Debian/Ubuntu also need libusb-1.0-0), else torch."""
     texture: int = 0
     """Side of a UV texture (xatlas) baked from the colour field, in pixels; 0 keeps vertex colours only."""
 
@@ -86,30 +90,45 @@ def _silhouette_level(scene, values: torch.Tensor, bound: float, views: int, res
     return best
 
 
+def mesh_route(cfg: ExportConfig) -> str:
+    """Which route ``extract_mesh`` takes: ``density``, ``tsdf:open3d`` or ``tsdf:torch`` (recorded with a run)."""
+    if cfg.method == "density":
+        return "density"
+    return "tsdf:open3d" if cfg.tsdf_backend == "open3d" or (cfg.tsdf_backend == "auto" and open3d_available()) else "tsdf:torch"
+
+
 def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool = False) -> trimesh.Trimesh:
     """Marching cubes on the scene's density at an automatic level (or on fused depth, ``method="tsdf"``),
     small components removed, vertex colours from the field."""
     from skimage.measure import marching_cubes
 
     bound = scene.config.bound
-    if cfg.method == "tsdf":
+    empty = ExportError("no rendered depth reaches 50% opacity from any view: the scene is empty; train longer "
+                        "or lower the opacity regulariser (loss_opacity)")
+    if mesh_route(cfg) == "tsdf:open3d":
         spacing = 2 * bound / (cfg.resolution - 1)
-        tsdf, weight = fuse(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
-                            cfg.tsdf_truncation * spacing)
-        if not (tsdf < 0).any():
-            raise ExportError("no rendered depth reaches 50% opacity from any view: the scene is empty; train longer "
-                              "or lower the opacity regulariser (loss_opacity)")
-        values, level = -tsdf.numpy(), 0.0  # inside positive, as for a density
+        verts, faces = fuse_open3d(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
+                                   cfg.tsdf_truncation * spacing)
+        if len(faces) == 0:
+            raise empty
     else:
-        values, spacing = scene.density_grid(cfg.resolution)
-        level = cfg.level if cfg.level is not None else _silhouette_level(scene, values, bound, cfg.views)
-        values = values.numpy()
-        if not (values.min() < level < values.max()):
-            raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
-                              "train longer or pass --level")
-        values = close_solid(values, level, round(cfg.close_radius / spacing))
-    verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
-    verts = verts - bound
+        if cfg.method == "tsdf":
+            spacing = 2 * bound / (cfg.resolution - 1)
+            tsdf, weight = fuse(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
+                                cfg.tsdf_truncation * spacing)
+            if not (tsdf < 0).any():
+                raise empty
+            values, level = -tsdf.numpy(), 0.0  # inside positive, as for a density
+        else:
+            values, spacing = scene.density_grid(cfg.resolution)
+            level = cfg.level if cfg.level is not None else _silhouette_level(scene, values, bound, cfg.views)
+            values = values.numpy()
+            if not (values.min() < level < values.max()):
+                raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
+                                  "train longer or pass --level")
+            values = close_solid(values, level, round(cfg.close_radius / spacing))
+        verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
+        verts = verts - bound
     mesh = trimesh.Trimesh(verts, faces, process=True)
     if mesh.volume < 0:  # denser inside: make normals point outwards
         mesh.invert()

@@ -140,9 +140,9 @@ def write_outputs(cfg: GenerateConfig, scene, out: Path) -> dict:
     iio.imwrite(out / "multiview.png", to8(image_grid(views.cpu(), cols=8)))
     frames = torch.cat([scene.render(sampler.turntable(36, elevation=15.0)[i:i + 12], 96).rgb for i in range(0, 36, 12)])
     iio.imwrite(out / "turntable.gif", [to8(f) for f in frames], duration=80, loop=0)
-    from uni3d.export import extract_mesh, save_mesh
+    from uni3d.export import extract_mesh, mesh_route, save_mesh
 
     mesh = extract_mesh(scene, cfg.export)
     meshes = [save_mesh(mesh, out / f"mesh.{fmt}").name for fmt in cfg.formats]
-    return {"multiview": "multiview.png", "turntable": "turntable.gif", "meshes": meshes,
+    return {"multiview": "multiview.png", "turntable": "turntable.gif", "meshes": meshes, "mesh_route": mesh_route(cfg.export),
             "mesh_vertices": len(mesh.vertices), "mesh_faces": len(mesh.faces)}
