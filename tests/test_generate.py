@@ -26,10 +26,19 @@ def test_generate_nerf_writes_a_mesh(tiny_shapes_dir, tmp_path, method, monkeypa
     mesh = trimesh.load(out / "mesh.glb", force="mesh")
     assert len(mesh.faces) > 0 and (out / "mesh.ply").exists()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steps"] == 3 and metrics["method"] == method
+    assert metrics["steps"] == 3 and metrics["method"] == method and metrics["mesh_route"] == "density"
     # config.yaml is plain YAML that reloads into the same settings
     assert yaml.safe_load((out / "config.yaml").read_text())["guidance"]["method"] == method
     assert load_run_config(out / "config.yaml").guidance.method == method
+    # `uni3d export` overrides the run's export settings, and says which flag is wrong
+    import uni3d.export
+
+    seen = []
+    real = uni3d.export.extract_mesh
+    monkeypatch.setattr(uni3d.export, "extract_mesh", lambda scene, cfg: seen.append(cfg) or real(scene, cfg))
+    assert main(["export", str(out), "--format", "obj", "--resolution", "32", "--close-radius", "0"]) == 0
+    assert (seen[-1].close_radius, seen[-1].resolution) == (0.0, 32) and (out / "mesh.obj").exists()
+    assert main(["export", str(out), "--close-radius", "-1"]) == 2
 
 
 def test_generate_gaussians_writes_a_mesh(tiny_shapes_dir, tmp_path):
@@ -238,6 +247,25 @@ def test_generate_function_returns_run_dir(tiny_shapes_dir, tmp_path):
                           {"guidance": {"method": "sds"}, "train": {"steps": 2, "views": 1, "resolution": 16},
                            "export": {"resolution": 40}, "nerf": {"samples_per_ray": 24}})
     assert generate(cfg) == tmp_path / "r"
+
+
+def test_method_preset_names_the_file_or_none_for_a_divergence_without_one():
+    from uni3d.config import method_preset
+
+    assert method_preset("sds", "fkl").name == "sds.yaml"
+    assert method_preset("uni-instruct", "rkl").name == "uni-instruct-rkl.yaml"
+    assert method_preset("uni-instruct", "hellinger") is None  # the bare defaults with that divergence
+
+
+def test_method_preset_without_the_presets_directory_is_an_error(tmp_path, monkeypatch):
+    """An install without configs/ must not quietly run every method on the bare defaults."""
+    import uni3d.config
+    from uni3d.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(uni3d.config, "__file__", str(tmp_path / "site" / "uni3d" / "config.py"))
+    with pytest.raises(UserError, match="configs/ was not found"):
+        uni3d.config.method_preset("sds", "fkl")
 
 
 @pytest.mark.parametrize("flags,method,cfg_scale", [(["--method", "sds"], "sds", 20.0),

@@ -161,6 +161,8 @@ class Export:
     """Density iso-level (default: automatic)."""
     method: Literal["density", "tsdf"] | None = None
     """density: isosurface of the density; tsdf: fusion of rendered depth (suits Gaussians). Default: the run's."""
+    close_radius: float | None = None
+    """Radius (world units) of the morphological closing that seals stray tunnels; 0 disables it. Default: the run's."""
 
 
 def run_export(args: Export) -> None:
@@ -169,29 +171,29 @@ def run_export(args: Export) -> None:
     import torch
 
     from uni3d.config import load_run_config
-    from uni3d.export import extract_mesh, save_mesh
+    from uni3d.export import extract_mesh, mesh_route, save_mesh
     from uni3d.generate import build_scene
 
     if not (args.run_dir / "config.yaml").exists() or not (args.run_dir / "checkpoint.pt").exists():
         raise UserError(f"{args.run_dir} is not a uni3d run (config.yaml and checkpoint.pt are needed)")
+    if args.close_radius is not None and args.close_radius < 0:
+        raise UserError(f"--close-radius must be 0 (off) or positive, got {args.close_radius}")
     cfg = load_run_config(args.run_dir / "config.yaml")
     if cfg.scene == "image":
         raise UserError("an image (2D) run has no 3D scene to export")
     scene = build_scene(cfg)
     state = torch.load(args.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["scene"]
-    if cfg.scene == "gaussians":  # the cloud's size changed while densifying
-        for name in ("means", "log_scales", "quats", "opacity_logits", "colour_logits"):
-            setattr(scene, name, torch.nn.Parameter(state[name]))
     scene.load_state_dict(state)
     export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level),
-                                                                              ("method", args.method))
+                                                                              ("method", args.method),
+                                                                              ("close_radius", args.close_radius))
                                                     if v is not None})
     mesh = extract_mesh(scene.eval(), export_cfg)
     out = args.out or args.run_dir / f"mesh.{args.format}"
     if out.suffix.lstrip(".").lower() != args.format:
         raise UserError(f"--out {out} does not end in .{args.format}")
     save_mesh(mesh, out)
-    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+    print(f"wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces; {mesh_route(export_cfg)})")
 
 
 @dataclass

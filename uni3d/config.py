@@ -14,7 +14,7 @@ import yaml
 
 from uni3d.errors import UserError
 from uni3d.export import ExportConfig
-from uni3d.guidance.config import GuidanceConfig
+from uni3d.guidance.config import METHODS, GuidanceConfig
 from uni3d.scenes.gaussians import GaussiansConfig
 from uni3d.scenes.nerf import NeRFConfig
 from uni3d.teachers.fake_score import FakeScoreConfig
@@ -138,11 +138,20 @@ def preset_path(method: str) -> Path:
 
 def method_preset(method: str, divergence: str) -> Path | None:
     """The preset that ``--method`` (and ``--divergence``) stand for: ``configs/sds.yaml``, ``configs/vsd.yaml`` or
-    ``configs/uni-instruct-DIVERGENCE.yaml``; None for a divergence without a preset of its own."""
+    ``configs/uni-instruct-DIVERGENCE.yaml``; None for a divergence without a preset of its own, or for an unknown
+    method (the flag parser then names the choices). A missing ``configs/`` directory is an error."""
+    if method not in METHODS:
+        return None  # the flag parser then names the choices
     name = f"uni-instruct-{divergence}" if method == "uni-instruct" else method
+    dirs = [d for d in (Path("configs"), Path(__file__).resolve().parents[1] / "configs") if d.is_dir()]
+    if not dirs:  # an install without the source tree: every method would silently run the bare defaults
+        raise UserError("the presets directory configs/ was not found: run uni3d from its source checkout "
+                        "(pip install -e .) or pass --config PRESET.yaml")
     try:
         return preset_path(name)
     except UserError:
+        if method != "uni-instruct":
+            raise
         return None
 
 

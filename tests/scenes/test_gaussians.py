@@ -84,6 +84,34 @@ def test_densify_and_prune_keeps_the_optimizer_in_step():
     opt.step()
 
 
+def test_a_densified_cloud_loads_into_a_fresh_scene_and_its_optimizer():
+    """Resume: the checkpoint's cloud has another size than a fresh scene's; the scene and the optimizer bound to
+    it take the checkpoint's size, moments included, and train on."""
+    cfg = GaussiansConfig(num_init=50, grad_threshold=0.0, densify_from=1, densify_every=1, split_scale=0.05,
+                          backend="torch")
+    scene = GaussianScene(cfg)
+    opt = torch.optim.Adam([dict(g) for g in scene.param_groups()])
+    scene.bind_optimizer(opt)
+    scene.render(Cameras.from_angles(0.0, 10.0), 16).rgb.mean().backward()
+    opt.step()
+    scene.post_backward(1)
+    scene.render(Cameras.from_angles(0.0, 10.0), 16).rgb.mean().backward()
+    opt.step()
+    assert scene.num == 100
+    saved_scene, saved_opt = scene.state_dict(), opt.state_dict()
+
+    fresh = GaussianScene(cfg)
+    fresh_opt = torch.optim.Adam([dict(g) for g in fresh.param_groups()])
+    fresh.bind_optimizer(fresh_opt)
+    fresh.load_state_dict(saved_scene)
+    fresh_opt.load_state_dict(saved_opt)
+    assert fresh.num == 100 and torch.equal(fresh.means, scene.means)
+    assert fresh_opt.param_groups[0]["params"][0] is fresh.means
+    assert torch.equal(fresh_opt.state[fresh.means]["exp_avg"], opt.state[scene.means]["exp_avg"])
+    fresh.render(Cameras.from_angles(0.0, 10.0), 16).rgb.mean().backward()
+    fresh_opt.step()
+
+
 def test_render_depth_is_distance_along_the_ray():
     """The contract's depth is ray distance (the rasteriser composites camera z): an off-axis blob reads
     |camera - blob|, not the camera's z of it."""

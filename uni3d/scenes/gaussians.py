@@ -278,11 +278,20 @@ class GaussianScene(Scene):
         self._replace({name: v[keep] for name, v in merged.items()},
                       lambda x: torch.cat([x, x[clone], x[split]])[keep])
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a checkpoint, whose cloud may have grown or shrunk while densifying: the per-Gaussian parameters
+        (and the bound optimizer's references to them) are resized to the checkpoint's first."""
+        n = state_dict["means"].shape[0]
+        if n != self.num:
+            self._replace({name: getattr(self, name).data.new_empty((n, *getattr(self, name).shape[1:]))
+                           for name in self._tensors()}, remap=None)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def _tensors(self) -> list[str]:
         return ["means", "log_scales", "quats", "opacity_logits", "colour_logits"]
 
     def _replace(self, tensors: dict[str, torch.Tensor], remap) -> None:
-        """Swap in new per-Gaussian tensors, carrying the optimizer's moments through ``remap``."""
+        """Swap in new per-Gaussian tensors, carrying the optimizer's moments through ``remap`` (None: drop them)."""
         for name, value in tensors.items():
             old = getattr(self, name)
             new = nn.Parameter(value.contiguous())
@@ -291,7 +300,7 @@ class GaussianScene(Scene):
                     if group["params"][0] is old:
                         state = self.optimizer.state.pop(old, None)
                         group["params"][0] = new
-                        if state:
+                        if state and remap is not None:
                             state = {k: remap(v) if torch.is_tensor(v) and v.shape[:1] == old.shape[:1] else v
                                      for k, v in state.items()}
                             self.optimizer.state[new] = state

@@ -133,7 +133,7 @@ class NeRFScene(Scene):
         c = self.config
         shade = (c.shading == "lambertian") if shade is None else shade
         jitter = self.training if jitter is None else jitter
-        dev = self.density_grids[0].device
+        dev = self.device
         o, d = o.to(dev), d.to(dev)
         n_rays, n_s = o.shape[0], c.samples_per_ray
         # Near/far from the bounding sphere.
@@ -232,7 +232,7 @@ class NeRFScene(Scene):
         b = self.config.bound
         axis = torch.linspace(-b, b, resolution)
         pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3)
-        dev = self.density_grids[0].device
+        dev = self.device
         vals = torch.cat([self.density(pts[i:i + chunk].to(dev)).cpu() for i in range(0, len(pts), chunk)])
         return vals.view(resolution, resolution, resolution), float(axis[1] - axis[0])
 
