@@ -103,19 +103,19 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
     from skimage.measure import marching_cubes
 
     bound = scene.config.bound
+    route = mesh_route(cfg)
+    if route != "density":
+        spacing = 2 * bound / (cfg.resolution - 1)
+        args = (scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound, cfg.tsdf_truncation * spacing)
     empty = ExportError("no rendered depth reaches 50% opacity from any view: the scene is empty; train longer "
                         "or lower the opacity regulariser (loss_opacity)")
-    if mesh_route(cfg) == "tsdf:open3d":
-        spacing = 2 * bound / (cfg.resolution - 1)
-        verts, faces = fuse_open3d(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
-                                   cfg.tsdf_truncation * spacing)
+    if route == "tsdf:open3d":
+        verts, faces = fuse_open3d(*args)
         if len(faces) == 0:
             raise empty
     else:
-        if cfg.method == "tsdf":
-            spacing = 2 * bound / (cfg.resolution - 1)
-            tsdf, weight = fuse(scene, fusion_cameras(cfg.tsdf_views), cfg.tsdf_render, cfg.resolution, bound,
-                                cfg.tsdf_truncation * spacing)
+        if route == "tsdf:torch":
+            tsdf, _ = fuse(*args)
             if not (tsdf < 0).any():
                 raise empty
             values, level = -tsdf.numpy(), 0.0  # inside positive, as for a density

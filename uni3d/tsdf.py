@@ -41,6 +41,15 @@ def project(points: torch.Tensor, cams: Cameras, resolution: int) -> tuple[torch
     return torch.stack([x, y], -1), rel.norm(dim=-1), z > 1e-3
 
 
+def rendered_depth(scene, view: Cameras, resolution: int) -> torch.Tensor:
+    """(B, 1, H, W) ray distance to the surface each pixel sees, on the CPU; inf where the render is below half
+    opacity (seen-through)."""
+    out = scene.render(view, resolution, jitter=False)
+    alpha = out.alpha.detach().float().cpu()
+    depth = out.depth.detach().float().cpu() / alpha.clamp(min=1e-6)
+    return torch.where(alpha > 0.5, depth, torch.full_like(alpha, math.inf))
+
+
 @torch.no_grad()
 def fuse(scene, cams: Cameras, resolution: int, grid: int, bound: float, truncation: float,
          chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +67,7 @@ def fuse(scene, cams: Cameras, resolution: int, grid: int, bound: float, truncat
     behind = torch.zeros(points.shape[0])
     for i in range(0, len(cams), chunk):
         view = cams[i:i + chunk]
-        out = scene.render(view, resolution, jitter=False)
-        alpha = out.alpha.detach().float().cpu()
-        depth = torch.where(alpha > 0.5, out.depth.detach().float().cpu() / alpha.clamp(min=1e-6), torch.full_like(alpha, math.inf))
+        depth = rendered_depth(scene, view, resolution)
         uv, dist, front = project(points, view, resolution)
         seen = torch.nn.functional.grid_sample(depth, uv[:, :, None], mode="nearest", align_corners=False,
                                                padding_mode="border")[:, 0, :, 0]  # (b, N)
@@ -116,10 +123,8 @@ def fuse_open3d(scene, cams: Cameras, resolution: int, grid: int, bound: float, 
     blank = o3d.geometry.Image(np.zeros((resolution, resolution, 3), np.uint8))
     for i in range(0, len(cams), chunk):
         view = cams[i:i + chunk]
-        out = scene.render(view, resolution, jitter=False)
-        alpha = out.alpha.detach().float().cpu()
-        z = out.depth.detach().float().cpu() / alpha.clamp(min=1e-6) * view.ray_cosines(resolution).cpu()
-        z = torch.where(alpha > 0.5, z, torch.zeros_like(z))[:, 0].numpy()
+        z = rendered_depth(scene, view, resolution) * view.ray_cosines(resolution).cpu()  # open3d takes z-depth
+        z = torch.nan_to_num(z, posinf=0.0)[:, 0].numpy()  # 0: no depth
         right, up, forward = (v.cpu() for v in view.basis())
         rot = torch.stack([right, -up, forward], 1)  # (b, 3, 3): world -> camera rows
         trans = -(rot @ view.positions().cpu()[..., None])[..., 0]

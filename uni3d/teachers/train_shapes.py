@@ -26,7 +26,7 @@ from uni3d.teachers.shapes_layout import (
     build_unet,
     save_teacher,
 )
-from uni3d.world.captions import sample_captions
+from uni3d.world.captions import P_COLOUR_ONLY, P_EMPTY, P_SHAPE_ONLY, sample_captions
 from uni3d.world.dataset import ShapesDataset, generate
 
 
@@ -65,13 +65,13 @@ class TeacherTrainConfig:
     """Min-SNR loss weighting of the second phase (0: plain eps MSE)."""
     finetune_ema_decay: float = 0.99
     """EMA decay of the second phase (short, so the shipped weights follow it)."""
-    p_shape_only: float = 0.25
+    p_shape_only: float = P_SHAPE_ONLY
     """Fraction of images captioned ``a {shape}`` (their colour left free). A teacher trained with 0.15 (and 0.15
     colour-only) drew "a torus" in 4 of the 6 colours over 32 samples; with 0.25 and 0.25, the shipped teacher's
     under-specified prompts each cover at least 5 (docs/TEACHER.md)."""
-    p_colour_only: float = 0.25
+    p_colour_only: float = P_COLOUR_ONLY
     """Fraction of images captioned ``a {colour} object`` (their shape left free)."""
-    p_empty: float = 0.10
+    p_empty: float = P_EMPTY
     """Fraction of images with the empty caption (classifier-free guidance's unconditional branch)."""
     camera_dropout: float = 0.15
     """Fraction of images whose camera is withheld, so the teacher also works without one."""

@@ -15,6 +15,8 @@ SHAPE_ONLY_PROMPTS = [f"a {s}" for s in SHAPE_NAMES]
 COLOUR_ONLY_PROMPTS = [f"a {c} object" for c in COLOUR_NAMES]
 """``a {colour} object``: the shape is free (6 prompts)."""
 UNDERSPECIFIED_PROMPTS = SHAPE_ONLY_PROMPTS + COLOUR_ONLY_PROMPTS
+P_SHAPE_ONLY, P_COLOUR_ONLY, P_EMPTY = 0.25, 0.25, 0.10
+"""Default fractions of training captions ``a {shape}``, ``a {colour} object`` and empty (the shipped teacher's)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,9 @@ def sample_captions(
     shape_idx: torch.Tensor,
     colour_idx: torch.Tensor,
     generator: torch.Generator | None = None,
-    p_shape_only: float = 0.25,
-    p_colour_only: float = 0.25,
-    p_empty: float = 0.10,
+    p_shape_only: float = P_SHAPE_ONLY,
+    p_colour_only: float = P_COLOUR_ONLY,
+    p_empty: float = P_EMPTY,
 ) -> list[str]:
     """Draw a caption of a random family for each labelled image.
 
