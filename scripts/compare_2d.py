@@ -32,7 +32,7 @@ import torch
 from uni3d.cameras import Cameras
 from uni3d.config import GenerateConfig, apply_overrides, load_preset
 from uni3d.generate import FIXED_VIEW
-from uni3d.scenes.image import ImageScene
+from uni3d.scenes.image import PYRAMID_DETAIL_LR, PYRAMID_LEVELS, ImageScene
 from uni3d.teachers import load_teacher
 from uni3d.teachers.sampling import image_grid
 from uni3d.training import Trainer
@@ -55,10 +55,23 @@ PARTICLE_FAKE = {
 """Fake-score settings of the 2D mode, for every method that has one (measured: scripts/probe_2d.py)."""
 
 
+PARTICLE_GUIDANCE = {
+    "uni-instruct-fkl": {"guidance": {"cfg_scale": 4.0}},
+    "uni-instruct-rkl": {"guidance": {"cfg_scale": 1.5}},
+}
+"""Guidance settings of the 2D mode that differ from a method's 3D preset (measured: scripts/probe_2d.py).
+
+Uni-Instruct's pathwise terms differentiate the guided prediction, whose Jacobian is ``J_u + w (J_c - J_u)``: at
+the 3D presets' CFG of 7.5 it paints noisy, tinted backgrounds into the pixels of a lone image (reverse KL, whose
+FGM term keeps the teacher's Jacobian even under an exact fake score, into every image); at a lower CFG the
+background stays white and the objects read."""
+
+
 def particle_preset(method_or_path: str | Path) -> GenerateConfig:
-    """A preset of configs/ (a method name of PRESETS or a path) with the 2D mode's fake score."""
+    """A preset of configs/ (a method name of PRESETS or a path) with the 2D mode's fake score and guidance."""
     path = Path(PRESETS.get(str(method_or_path), method_or_path))
-    return apply_overrides(load_preset(path, GenerateConfig()), PARTICLE_FAKE)
+    cfg = apply_overrides(load_preset(path, GenerateConfig()), PARTICLE_FAKE)
+    return apply_overrides(cfg, PARTICLE_GUIDANCE.get(path.stem, {}))
 
 
 BACKGROUND = "none"
@@ -67,19 +80,27 @@ BACKGROUND = "none"
 (scripts/probe_2d.py --background white): white backgrounds, but every shape drawn as a cone."""
 OPACITY_INIT = 0.3
 """Opacity of every pixel of the 2D mode's images at the start (with the white background)."""
+LEVELS = PYRAMID_LEVELS
+"""Pyramid levels of the 2D mode's images (ImageScene): 1 is one grid of pixels."""
+DETAIL_LR = PYRAMID_DETAIL_LR
+"""Learning-rate factor per pyramid level, from the coarsest down (ImageScene.detail_lr)."""
 
 
-def image_setting(background: str = BACKGROUND, opacity_init: float = OPACITY_INIT) -> str:
+def image_setting(background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = LEVELS,
+                  detail_lr: float = DETAIL_LR) -> str:
     """How a row's images were parameterised, as GUIDANCE_2D.md's table shows it."""
-    return "none:" if background == "none" else f"{background}:{opacity_init:g}"
+    base = "none:" if background == "none" else f"{background}:{opacity_init:g}"
+    return base if levels == 1 else f"{base} pyramid {levels}x{detail_lr:g}"
 
 
 def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float,
-                      background: str = BACKGROUND, opacity_init: float = OPACITY_INIT) -> tuple[Trainer, ImageScene]:
+                      background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = LEVELS,
+                      detail_lr: float = DETAIL_LR) -> tuple[Trainer, ImageScene]:
     """The 2D mode: one image per prompt, all seen from FIXED_VIEW, trained with ``cfg``'s guidance."""
     cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: many prompts here
     n = len(prompts)
-    scene = ImageScene(n, 32, lr=lr, seed=seed, background=background, opacity_init=opacity_init)
+    scene = ImageScene(n, 32, lr=lr, seed=seed, background=background, opacity_init=opacity_init, levels=levels,
+                       detail_lr=detail_lr)
     train = cfg.train.__class__(**{**cfg.train.__dict__, "steps": steps, "seed": seed, "views": n})
     cams = Cameras.from_angles([FIXED_VIEW[0]] * n, [FIXED_VIEW[1]] * n)
     return Trainer(train, cfg.guidance, cfg.fake, scene, load_teacher("shapes"), prompts, fixed_cameras=cams), scene
@@ -136,8 +157,15 @@ def main() -> None:
         "36 images (one per fully specified prompt, a 32 px image each, seen from azimuth "
         f"{FIXED_VIEW[0]:g}, elevation {FIXED_VIEW[1]:g}) with its preset from `configs/`; the shipped classifier reads them.",
         "The table's `images` column says how the images were parameterised: `none:` the colour alone; `white:O` a"
-        " colour layer and an opacity layer composited over white, starting at opacity O, as the 3D scenes",
-        "composite over their white background.",
+        " colour layer and an opacity layer composited over white, starting at opacity O, as the 3D scenes"
+        " composite over their white background; `pyramid L x F` each image's logits summed from L grids of 32, 16,"
+        " 8 and 4 pixels, upsampled bilinearly, each finer grid learning at F times the next coarser one's rate (as"
+        " the NeRF's multi-resolution grid parameterises its field: broad shapes and colours move first, single"
+        " pixels last). Only the parameterisation of the images changes; every gradient still comes from the"
+        " method's own formula.",
+        "Settings of the 2D mode that differ from a method's 3D preset (`PARTICLE_GUIDANCE` in the script): "
+        + (", ".join(f"{m}: {', '.join(f'{k}={v}' for sec in o.values() for k, v in sec.items())}"
+                     for m, o in PARTICLE_GUIDANCE.items()) or "none") + ".",
         "VSD and Uni-Instruct share one fake score here, larger than the 3D presets' (`PARTICLE_FAKE` in the script: LoRA of",
         "rank 8 on the attention and convolution layers, 3 steps at lr 0.003 per image step): each particle is one fixed",
         "image, whose noise the fake score must learn to predict almost exactly, and Uni-Instruct's pathwise terms carry",
@@ -150,11 +178,17 @@ def main() -> None:
         "(`h = rho`, `H' = 0`), is `2 rho a (eps_T - eps) / s^3`: SDS's direction, with no UNet Jacobian in it. A fake score",
         "that stays near the teacher replaces `I / s` by the teacher's own Jacobian `(I - P) / s`, with `P` the projection",
         "of the denoiser onto the images it knows: the part of the direction along them (shape, colour) is removed and",
-        "the part off them is kept, as noisy, tinted backgrounds. Reverse KL adds FGM (`H' = 1`), whose",
+        "the part off them is kept, as noisy, tinted backgrounds, the more so the higher the CFG (below): forward KL runs",
+        "at CFG 4 here (compare `python scripts/probe_2d.py NAME --prompt \"a gray cone\" --prompt \"a gray sphere\"`",
+        "with and without `guidance.cfg_scale=7.5`).",
+        "Reverse KL adds FGM (`H' = 1`), whose",
         "gradient keeps the teacher's Jacobian even under the exact fake score, `2 a J_T^T (eps_T - eps) / s^2`: the",
-        "form of the SDS gradient that DreamFusion drops (costly, and poorly conditioned at small noise). A better fake",
-        "score helps forward KL, not reverse KL (the two probes above; the table below);",
-        "in 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
+        "form of the SDS gradient that DreamFusion drops (costly, and poorly conditioned at small noise). With CFG,",
+        "`J_T = J_u + w (J_c - J_u)`: the preset's `w = 7.5` multiplies the difference of two Jacobians, which on plain",
+        "pixels painted a noisy cyan background into every image, read as cubes; a lower CFG and the pyramid, which",
+        "makes single pixels the slowest to move, keep the background white (`python scripts/probe_2d.py NAME",
+        "--preset uni-instruct-rkl --levels 1 guidance.cfg_scale=7.5` reproduces the plain-pixel failure on six prompts).",
+        "In 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
         "",
         "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) | images | teacher |",
         "|---|---|---|---|---|---|---|",

@@ -4,7 +4,8 @@
     python scripts/probe_2d.py uncentred guidance.cross_centred=false
     python scripts/probe_2d.py small-fake train.fake_steps=1 fake.rank=4 "fake.targets=[to_q,to_k,to_v,to_out.0]"
 
-One image per prompt (a red sphere, a green cube, a blue cylinder, a yellow cone, a purple torus, a gray mug),
+One image per prompt (by default a red sphere, a green cube, a blue cylinder, a yellow cone, a purple torus, a gray
+mug; --prompt P, repeated, for others),
 seen from the 2D mode's fixed view, optimised through the same Trainer and fake score (compare_2d.PARTICLE_FAKE) as docs/GUIDANCE_2D.md; the shipped
 classifier reads them. Prints one JSON line (what was read, the mean of the images' 3-pixel border: 1.0 is a
 white background) and writes runs/probe_2d/NAME.png.
@@ -22,6 +23,8 @@ import torch
 import yaml
 from compare_2d import (  # scripts/ is on the path when run as a script
     BACKGROUND,
+    DETAIL_LR,
+    LEVELS,
     OPACITY_INIT,
     image_setting,
     particle_preset,
@@ -43,32 +46,38 @@ def main() -> None:
     ap.add_argument("settings", nargs="*", help="SECTION.FIELD=VALUE, e.g. guidance.t_min=0.1 (YAML values)")
     ap.add_argument("--preset", default="uni-instruct-fkl", help="a preset of configs/, without .yaml")
     ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--prompt", action="append", dest="prompts",
+                    help="a fully specified prompt; repeat for more (default: six, one per shape)")
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
     ap.add_argument("--background", choices=["none", "white"], default=BACKGROUND,
                     help="the images: plain colour (none) or colour and opacity over white")
     ap.add_argument("--opacity-init", type=float, default=OPACITY_INIT, help="starting opacity (white background)")
+    ap.add_argument("--levels", type=int, default=LEVELS, help="pyramid levels of the images (1: plain pixels)")
+    ap.add_argument("--detail-lr", type=float, default=DETAIL_LR, help="learning-rate factor per finer pyramid level")
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
     args = ap.parse_intermixed_args()
+    args.prompts = args.prompts or PROMPTS
     overrides: dict = {}
     for item in args.settings:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = yaml.safe_load(value)
     cfg = apply_overrides(particle_preset(Path(f"configs/{args.preset}.yaml")), overrides)
-    trainer, scene = particles_trainer(cfg, PROMPTS, args.steps, cfg.train.seed, args.lr, args.background, args.opacity_init)
+    trainer, scene = particles_trainer(cfg, args.prompts, args.steps, cfg.train.seed, args.lr, args.background, args.opacity_init,
+                                        args.levels, args.detail_lr)
     start = time.perf_counter()
     last = trainer.fit(progress=True)
     images = scene.images()[0].detach()
     pred = ShapesClassifier.from_pretrained().predict(images)
     read = [f"{COLOUR_NAMES[c]} {SHAPE_NAMES[s]}" for s, c in zip(pred["shape"].tolist(), pred["colour"].tolist())]
-    right = sum(r == f"{parse_prompt(p).colour} {parse_prompt(p).shape}" for r, p in zip(read, PROMPTS))
+    right = sum(r == f"{parse_prompt(p).colour} {parse_prompt(p).shape}" for r, p in zip(read, args.prompts))
     border = torch.cat([images[..., :3, :].flatten(1), images[..., -3:, :].flatten(1)], 1).mean().item()
     args.out.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images, cols=len(PROMPTS)).repeat_interleave(3, -1).repeat_interleave(3, -2)
+    grid = image_grid(images, cols=len(args.prompts)).repeat_interleave(3, -1).repeat_interleave(3, -2)
     iio.imwrite(args.out / f"{args.name}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-    print(json.dumps({"name": args.name, "read_right": f"{right}/{len(PROMPTS)}", "read": read, "border": round(border, 3),
+    print(json.dumps({"name": args.name, "read_right": f"{right}/{len(args.prompts)}", "read": read, "border": round(border, 3),
                       "seconds": round(time.perf_counter() - start, 1), "settings": args.settings,
-                      "images": image_setting(args.background, args.opacity_init),
+                      "images": image_setting(args.background, args.opacity_init, args.levels, args.detail_lr),
                       "last": {k: round(v, 4) for k, v in last.items()}}))
 
 

@@ -90,3 +90,39 @@ def test_closing_fills_a_narrow_tunnel_and_keeps_a_handle_hole():
     assert handles(mug) == 1 and handles(close_solid(mug, 0.0, radius)) == 1
     assert handles(close_solid(mug, 0.0, round(0.16 / spacing))) == 0  # a closing too wide fills the handle's hole
     assert np.array_equal(close_solid(mug, 0.0, 0), mug)
+
+
+def test_pit_filling_fills_a_dent_and_keeps_every_handle():
+    """A wide second closing fills a dent in a ball, but neither the mug's handle hole nor a torus's hole, which
+    the same radius as a plain closing fills (genus 1 -> 0)."""
+    import numpy as np
+    from skimage.measure import marching_cubes
+
+    from uni3d.evaluate import genus
+    from uni3d.export import close_solid
+
+    axis = np.linspace(-0.9, 0.9, 96)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    spacing = axis[1] - axis[0]
+
+    def handles(values):
+        verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(spacing,) * 3)
+        return genus(trimesh.Trimesh(verts, faces, process=True))
+
+    ball = 0.5 - np.sqrt(x**2 + y**2 + z**2)
+    dent = np.sqrt(x**2 + y**2 + (z - 0.55) ** 2) - 0.2  # a ball of radius 0.2 bitten out of the top
+    dented = np.minimum(ball, dent)
+    pts = torch.from_numpy(np.stack([x, y, z], -1).reshape(-1, 3)).float()
+    mug = -sdf(pts, "mug").view(x.shape).numpy()
+    torus = -sdf(pts, "torus").view(x.shape).numpy()
+    small, wide = round(0.08 / spacing), round(0.35 / spacing)
+    filled = close_solid(dented, 0.0, small, wide)
+    top = (np.abs(x) < 0.05) & (np.abs(y) < 0.05) & (z > 0.36) & (z < 0.40)  # the dent's floor is at 0.35
+    assert (close_solid(dented, 0.0, small)[top] <= 0).all() and (filled[top] > 0).all()
+    assert handles(filled) == 0
+    for shape in (mug, torus):
+        assert handles(shape) == 1
+        assert handles(close_solid(shape, 0.0, wide)) == 0  # a plain closing this wide fills the hole
+        assert handles(close_solid(shape, 0.0, small, wide)) == 1
+    kept = (mug > 0)
+    assert np.array_equal(close_solid(mug, 0.0, small, wide)[kept], mug[kept])  # the field is kept where solid

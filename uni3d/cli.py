@@ -163,6 +163,8 @@ class Export:
     """density: isosurface of the density; tsdf: fusion of rendered depth (suits Gaussians). Default: the run's."""
     close_radius: float | None = None
     """Radius (world units) of the morphological closing that seals stray tunnels; 0 disables it. Default: the run's."""
+    pit_radius: float | None = None
+    """Radius (world units) of the wider closing that fills pits but changes no handle; 0 disables it. Default: the run's."""
 
 
 def run_export(args: Export) -> None:
@@ -176,8 +178,9 @@ def run_export(args: Export) -> None:
 
     if not (args.run_dir / "config.yaml").exists() or not (args.run_dir / "checkpoint.pt").exists():
         raise UserError(f"{args.run_dir} is not a uni3d run (config.yaml and checkpoint.pt are needed)")
-    if args.close_radius is not None and args.close_radius < 0:
-        raise UserError(f"--close-radius must be 0 (off) or positive, got {args.close_radius}")
+    for flag, value in (("--close-radius", args.close_radius), ("--pit-radius", args.pit_radius)):
+        if value is not None and value < 0:
+            raise UserError(f"{flag} must be 0 (off) or positive, got {value}")
     cfg = load_run_config(args.run_dir / "config.yaml")
     if cfg.scene == "image":
         raise UserError("an image (2D) run has no 3D scene to export")
@@ -186,7 +189,8 @@ def run_export(args: Export) -> None:
     scene.load_state_dict(state)
     export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level),
                                                                               ("method", args.method),
-                                                                              ("close_radius", args.close_radius))
+                                                                              ("close_radius", args.close_radius),
+                                                                              ("pit_radius", args.pit_radius))
                                                     if v is not None})
     mesh = extract_mesh(scene.eval(), export_cfg)
     out = args.out or args.run_dir / f"mesh.{args.format}"

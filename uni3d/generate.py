@@ -76,9 +76,10 @@ def build_scene(cfg: GenerateConfig):
 
         return GaussianScene(cfg.gaussians, seed=cfg.train.seed)
     if cfg.scene == "image":
-        from uni3d.scenes.image import ImageScene
+        from uni3d.scenes.image import PYRAMID_DETAIL_LR, ImageScene, pyramid_levels
 
-        return ImageScene(1, cfg.train.resolution, seed=cfg.train.seed)
+        return ImageScene(1, cfg.train.resolution, seed=cfg.train.seed, levels=pyramid_levels(cfg.train.resolution),
+                          detail_lr=PYRAMID_DETAIL_LR)
     raise UserError(f"unknown scene {cfg.scene!r}")
 
 

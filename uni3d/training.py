@@ -81,7 +81,7 @@ class Trainer:
         self.fixed_cameras = fixed_cameras
         self.sampler = CameraSampler(elevation_range=cfg.elevation_range)
         groups = [dict(g, lr=g["lr"] * cfg.lr_scale) for g in scene.param_groups()]
-        self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)  # one kernel over every grid
         scene.bind_optimizer(self.opt)
         self.fake = FakeScore(teacher, fake) if guidance.needs_fake_score else None
         # fused: one kernel over the LoRA's ~120 small tensors (6.6 -> 1.2 ms a step on 2 cores)

@@ -46,3 +46,24 @@ def test_bad_background_arguments():
         ImageScene(1, 8, background="black")
     with pytest.raises(ValueError, match="opacity_init"):
         ImageScene(1, 8, background="white", opacity_init=1.0)
+
+
+def test_pyramid_starts_as_the_plain_image_and_moves_coarse_levels_faster():
+    plain, pyramid = ImageScene(2, 16, seed=3), ImageScene(2, 16, seed=3, levels=3, detail_lr=0.5, lr=0.04)
+    torch.testing.assert_close(pyramid.render(_cams(2)).rgb, plain.render(_cams(2)).rgb)
+    assert [p.shape[-1] for p in pyramid.coarse] == [8, 4]
+    assert [g["lr"] for g in pyramid.param_groups()] == pytest.approx([0.01, 0.02, 0.04])
+    pyramid.render(_cams(2)).rgb[:, 0, :8, :8].sum().backward()  # one quadrant's red
+    coarse = pyramid.coarse[1].grad[:, 0]
+    assert coarse.abs().sum() > 0 and pyramid.logits.grad[:, :, 8:, 8:].abs().sum() == 0
+    assert pyramid.coarse[1].grad[:, 1:].abs().sum() == 0  # green and blue untouched
+
+
+def test_pyramid_levels_fit_the_resolution():
+    from uni3d.scenes.image import pyramid_levels
+
+    assert pyramid_levels(32) == 4 and pyramid_levels(12) == 3 and pyramid_levels(20) == 3 and pyramid_levels(15) == 1
+    with pytest.raises(ValueError, match="levels"):
+        ImageScene(1, 12, levels=4)
+    with pytest.raises(ValueError, match="detail_lr"):
+        ImageScene(1, 16, levels=2, detail_lr=0.0)

@@ -35,6 +35,27 @@ def test_teacher_unchanged_by_adapter(teacher):
     assert logit.shape == (2,)
 
 
+def test_encoder_features_are_the_full_pass_features_without_the_decoder(teacher):
+    """The ratio head's real half stops at the mid block: same features as a full pass, the decoder never run."""
+    fake = FakeScore(teacher)
+    with torch.no_grad():
+        for p in fake.trainable_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x0, cond = _inputs(teacher)
+    t = torch.tensor([100, 600])
+    _, mid = fake._forward(x0, t, cond)
+    ran = []
+    hook = teacher.unet.up_blocks[0].register_forward_hook(lambda *a: ran.append(1))
+    try:
+        features = fake.encoder_features(x0, t, cond)
+    finally:
+        hook.remove()
+    assert not ran and not features.requires_grad
+    torch.testing.assert_close(features, mid.detach(), atol=1e-5, rtol=1e-5)
+    eps_F, logit = fake.eps(x0, t, cond)  # the hook lets a full pass through afterwards
+    assert eps_F.shape == x0.shape and logit.shape == (2,)
+
+
 def test_checkpoint_holds_only_the_adapter(teacher):
     fake = FakeScore(teacher)
     state = fake.adapter_state()

@@ -85,6 +85,10 @@ class RatioHead(nn.Module):
         return self.net(features.float()).flatten(1).mean(-1)
 
 
+class _StopAtMid(Exception):
+    """Raised by the mid-block hook to end a forward that needs the encoder's features alone."""
+
+
 class FakeScore(nn.Module):
     """LoRA + camera embedding + ratio head on a teacher's UNet.
 
@@ -111,6 +115,7 @@ class FakeScore(nn.Module):
         self._mid: torch.Tensor | None = None
         unet.mid_block.register_forward_hook(self._capture_mid)
         self._active = False
+        self._stop_at_mid = False
         self._lora_trainable = True  # False inside frozen(); active() keeps the LoRA's requires_grad to it
         for p in self.lora_parameters():
             p.requires_grad_(True)
@@ -119,6 +124,8 @@ class FakeScore(nn.Module):
     def _capture_mid(self, module, inputs, output) -> None:
         if self._active:
             self._mid = output
+            if self._stop_at_mid:
+                raise _StopAtMid
 
     @contextmanager
     def active(self):
@@ -177,6 +184,19 @@ class FakeScore(nn.Module):
         out, mid = self._forward(x_t, t, cond)
         return out, self.ratio_head(mid)
 
+    def encoder_features(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The fake score's mid-block features of ``x_t``, without gradient; the decoder is not run."""
+        self._stop_at_mid = True
+        try:
+            with torch.no_grad():
+                self._forward(x_t, t, cond)
+        except _StopAtMid:
+            pass
+        finally:
+            self._stop_at_mid = False
+        mid, self._mid = self._mid, None
+        return mid
+
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         T = self.teacher.num_train_timesteps
         lo, hi = int(self.config.t_min * T), int(self.config.t_max * T)
@@ -193,8 +213,8 @@ class FakeScore(nn.Module):
         ``real_x0`` (teacher samples, one per render), the ratio head's BCE at the same t and noise.
 
         The head reads the UNet's features without back-propagating into them: the LoRA learns the
-        score alone. The real half rides in the same UNet pass as the renders (one call of batch 2B is
-        cheaper than two of B at these sizes); its predictions enter no loss.
+        score alone. The teacher's samples need only those features, so their pass stops at the mid
+        block, without gradient (``encoder_features``).
         """
         x0 = x0.detach()
         b = x0.shape[0]
@@ -206,10 +226,11 @@ class FakeScore(nn.Module):
             pred, _ = self._forward(x_t, t, cond)
             return {"loss_fake": F.mse_loss(pred.float(), eps.float())}
         x_real = self.teacher.add_noise(real_x0.to(x0), t, eps)
-        pred, mid = self._forward(torch.cat([x_t, x_real]), torch.cat([t, t]), Conditioning.cat([cond, cond]))
-        logit = self.ratio_head(mid.detach())  # renders first (label 0), then the teacher's samples (label 1)
+        pred, mid = self._forward(x_t, t, cond)
+        mid = torch.cat([mid.detach(), self.encoder_features(x_real, t, cond)])
+        logit = self.ratio_head(mid)  # renders first (label 0), then the teacher's samples (label 1)
         labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(logit)
-        return {"loss_fake": F.mse_loss(pred[:b].float(), eps.float()),
+        return {"loss_fake": F.mse_loss(pred.float(), eps.float()),
                 "loss_ratio": F.binary_cross_entropy_with_logits(logit, labels)}
 
     # --- checkpoint ---------------------------------------------------------------------------
