@@ -57,6 +57,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
     args = ap.parse_intermixed_args()
     args.prompts = args.prompts or PROMPTS
+    try:
+        vague = [p for p in args.prompts if parse_prompt(p).colour is None or parse_prompt(p).shape is None]
+    except ValueError as err:
+        ap.error(str(err))
+    if vague:
+        ap.error(f"--prompt needs a fully specified prompt ('a COLOUR SHAPE'), not {', '.join(map(repr, vague))}")
     overrides: dict = {}
     for item in args.settings:
         key, _, value = item.partition("=")
