@@ -1,8 +1,10 @@
 """The Trainer: NaN guard, gradient clipping, determinism."""
 
+import pytest
 import torch
 
 from uni3d.cameras import Cameras
+from uni3d.errors import UserError
 from uni3d.guidance.config import GuidanceConfig
 from uni3d.guidance.distill import guidance_loss
 from uni3d.scenes.image import ImageScene
@@ -61,6 +63,17 @@ def test_t_range_anneals():
     assert cfg.t_range(1000) == (0.02, 0.5)
     t = cfg.sample_t(1000, 1000, 1000, torch.Generator().manual_seed(0))
     assert t.min() >= 20 and t.max() <= 500
+
+
+def test_t_min_anneals_from_large_noise():
+    cfg = GuidanceConfig(t_min=0.02, t_min_start=0.8, anneal_start=10, anneal_steps=100).validate()
+    assert cfg.t_range(0) == (0.8, 0.98) and cfg.t_range(10) == (0.8, 0.98)
+    assert cfg.t_range(60)[0] == pytest.approx(0.41) and cfg.t_range(500)[0] == pytest.approx(0.02)
+    assert cfg.sample_t(1000, 0, 1000, torch.Generator().manual_seed(0)).min() >= 800
+    assert GuidanceConfig().t_range(0) == (0.02, 0.98)  # off by default
+    for bad in (0.01, 0.98, 1.5):
+        with pytest.raises(UserError, match="t_min_start"):
+            GuidanceConfig(t_min=0.02, t_min_start=bad).validate()
 
 
 def test_step_timings_split_the_scene_side_from_the_unet_side(tiny_shapes_teacher):

@@ -33,8 +33,11 @@ class GuidanceConfig:
     """Highest diffusion time at the start of the run."""
     t_max_end: float = 0.98
     """Highest diffusion time after annealing (equal to t_max: no annealing)."""
+    t_min_start: float | None = None
+    """Lowest diffusion time at the start of the run, moving to t_min as t_max moves to t_max_end (large noise
+    first: the object's shape is settled before its details); None: t_min throughout."""
     anneal_start: int = 0
-    """Step at which the maximum time starts moving from t_max to t_max_end."""
+    """Step at which the time range starts moving (t_max to t_max_end, t_min_start to t_min)."""
     anneal_steps: int = 1
     """Steps over which it moves (linearly)."""
     weighting: Literal["auto", "s2", "one", "sid"] = "auto"
@@ -81,6 +84,8 @@ class GuidanceConfig:
             raise UserError("--alpha applies to --divergence alpha only")
         if not (0 <= self.t_min < self.t_max <= 1 and self.t_min < self.t_max_end <= 1):
             raise UserError("need 0 <= t_min < t_max <= 1 and t_min < t_max_end <= 1")
+        if self.t_min_start is not None and not self.t_min <= self.t_min_start < self.t_max:
+            raise UserError("need t_min <= t_min_start < t_max")
         for name in ("cfg_scale", "ratio_clamp", "anneal_steps", "ratio_samples"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive")
@@ -94,9 +99,10 @@ class GuidanceConfig:
         return self.method != "sds"
 
     def t_range(self, step: int) -> tuple[float, float]:
-        """``(t_min, t_max(step))`` as fractions of the noise table."""
+        """``(t_min(step), t_max(step))`` as fractions of the noise table."""
         frac = min(1.0, max(0.0, (step - self.anneal_start) / self.anneal_steps))
-        return self.t_min, self.t_max + frac * (self.t_max_end - self.t_max)
+        lo = self.t_min if self.t_min_start is None else self.t_min_start + frac * (self.t_min - self.t_min_start)
+        return lo, self.t_max + frac * (self.t_max_end - self.t_max)
 
     def sample_t(self, n: int, step: int, num_train_timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Integer timesteps uniform in the current range."""
