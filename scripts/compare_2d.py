@@ -82,22 +82,18 @@ BACKGROUND = "none"
 (scripts/probe_2d.py --background white): white backgrounds, but every shape drawn as a cone."""
 OPACITY_INIT = 0.3
 """Opacity of every pixel of the 2D mode's images at the start (with the white background)."""
-LEVELS = PYRAMID_LEVELS
-"""Pyramid levels of the 2D mode's images (ImageScene): 1 is one grid of pixels."""
-DETAIL_LR = PYRAMID_DETAIL_LR
-"""Learning-rate factor per pyramid level, from the coarsest down (ImageScene.detail_lr)."""
 
 
-def image_setting(background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = LEVELS,
-                  detail_lr: float = DETAIL_LR) -> str:
+def image_setting(background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = PYRAMID_LEVELS,
+                  detail_lr: float = PYRAMID_DETAIL_LR) -> str:
     """How a row's images were parameterised, as GUIDANCE_2D.md's table shows it."""
     base = "none:" if background == "none" else f"{background}:{opacity_init:g}"
     return base if levels == 1 else f"{base} pyramid {levels}x{detail_lr:g}"
 
 
 def particles_trainer(cfg: GenerateConfig, prompts: list[str], steps: int, seed: int, lr: float,
-                      background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = LEVELS,
-                      detail_lr: float = DETAIL_LR) -> tuple[Trainer, ImageScene]:
+                      background: str = BACKGROUND, opacity_init: float = OPACITY_INIT, levels: int = PYRAMID_LEVELS,
+                      detail_lr: float = PYRAMID_DETAIL_LR) -> tuple[Trainer, ImageScene]:
     """The 2D mode: one image per prompt, all seen from FIXED_VIEW, trained with ``cfg``'s guidance."""
     cfg.guidance.ratio_samples = 8  # teacher samples per prompt for the ratio head: many prompts here
     n = len(prompts)

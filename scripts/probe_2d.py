@@ -23,8 +23,6 @@ import torch
 import yaml
 from compare_2d import (  # scripts/ is on the path when run as a script
     BACKGROUND,
-    DETAIL_LR,
-    LEVELS,
     OPACITY_INIT,
     image_setting,
     particle_preset,
@@ -32,6 +30,7 @@ from compare_2d import (  # scripts/ is on the path when run as a script
 )
 
 from uni3d.config import apply_overrides
+from uni3d.scenes.image import PYRAMID_DETAIL_LR, PYRAMID_LEVELS
 from uni3d.teachers.sampling import image_grid
 from uni3d.world.captions import parse_prompt
 from uni3d.world.classifier import ShapesClassifier
@@ -52,8 +51,8 @@ def main() -> None:
     ap.add_argument("--background", choices=["none", "white"], default=BACKGROUND,
                     help="the images: plain colour (none) or colour and opacity over white")
     ap.add_argument("--opacity-init", type=float, default=OPACITY_INIT, help="starting opacity (white background)")
-    ap.add_argument("--levels", type=int, default=LEVELS, help="pyramid levels of the images (1: plain pixels)")
-    ap.add_argument("--detail-lr", type=float, default=DETAIL_LR, help="learning-rate factor per finer pyramid level")
+    ap.add_argument("--levels", type=int, default=PYRAMID_LEVELS, help="pyramid levels of the images (1: plain pixels)")
+    ap.add_argument("--detail-lr", type=float, default=PYRAMID_DETAIL_LR, help="learning-rate factor per finer pyramid level")
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
     args = ap.parse_intermixed_args()
     args.prompts = args.prompts or PROMPTS

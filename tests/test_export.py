@@ -64,22 +64,35 @@ def test_uv_texture_option_keeps_the_geometry(tmp_path):
     assert back.visual.uv is not None
 
 
+def _lattice(n: int = 96):
+    """Coordinates x, y, z of an n^3 lattice over [-0.9, 0.9]^3, and its spacing."""
+    import numpy as np
+
+    axis = np.linspace(-0.9, 0.9, n)
+    return (*np.meshgrid(axis, axis, axis, indexing="ij"), axis[1] - axis[0])
+
+
+def _handles(values, spacing: float) -> int:
+    """Genus of the marching-cubes surface of ``values > 0``."""
+    from skimage.measure import marching_cubes
+
+    from uni3d.evaluate import genus
+
+    verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(spacing,) * 3)
+    return genus(trimesh.Trimesh(verts, faces, process=True))
+
+
 def test_closing_fills_a_narrow_tunnel_and_keeps_a_handle_hole():
     """At the default radius, a ball pierced by a 2-voxel tunnel has genus 1 before closing and 0 after; the
     ground-truth mug, whose handle hole between body and handle is the narrowest real one, keeps its handle."""
     import numpy as np
-    from skimage.measure import marching_cubes
 
-    from uni3d.evaluate import genus
     from uni3d.export import close_solid
 
-    axis = np.linspace(-0.9, 0.9, 96)
-    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
-    spacing = axis[1] - axis[0]
+    x, y, z, spacing = _lattice()
 
     def handles(values):
-        verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(spacing,) * 3)
-        return genus(trimesh.Trimesh(verts, faces, process=True))
+        return _handles(values, spacing)
 
     ball = 0.5 - np.sqrt(x**2 + y**2 + z**2)
     pierced = np.where(np.sqrt(x**2 + y**2) < 1.2 * spacing, -1.0, ball)  # a tunnel along z, ~2 voxels wide
@@ -96,18 +109,13 @@ def test_pit_filling_fills_a_dent_and_keeps_every_handle():
     """A wide second closing fills a dent in a ball, but neither the mug's handle hole nor a torus's hole, which
     the same radius as a plain closing fills (genus 1 -> 0)."""
     import numpy as np
-    from skimage.measure import marching_cubes
 
-    from uni3d.evaluate import genus
     from uni3d.export import close_solid
 
-    axis = np.linspace(-0.9, 0.9, 96)
-    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
-    spacing = axis[1] - axis[0]
+    x, y, z, spacing = _lattice()
 
     def handles(values):
-        verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(spacing,) * 3)
-        return genus(trimesh.Trimesh(verts, faces, process=True))
+        return _handles(values, spacing)
 
     ball = 0.5 - np.sqrt(x**2 + y**2 + z**2)
     dent = np.sqrt(x**2 + y**2 + (z - 0.55) ** 2) - 0.2  # a ball of radius 0.2 bitten out of the top
@@ -124,5 +132,5 @@ def test_pit_filling_fills_a_dent_and_keeps_every_handle():
         assert handles(shape) == 1
         assert handles(close_solid(shape, 0.0, wide)) == 0  # a plain closing this wide fills the hole
         assert handles(close_solid(shape, 0.0, small, wide)) == 1
-    kept = (mug > 0)
+    kept = mug > 0
     assert np.array_equal(close_solid(mug, 0.0, small, wide)[kept], mug[kept])  # the field is kept where solid

@@ -77,7 +77,7 @@ class ImageScene(Scene):
         """(n, 3 or 4, R, R): colour logits, then opacity logits with the white background."""
         fine = self.logits if self.opacity_logits is None else torch.cat([self.logits, self.opacity_logits], 1)
         size = fine.shape[-1]
-        return fine + sum((_upsample(p, size) for p in self.coarse), torch.zeros_like(fine))
+        return fine + sum(_upsample(p, size) for p in self.coarse)
 
     def images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(rgb, alpha) of every image, at the scene's own resolution."""
