@@ -56,17 +56,17 @@ PARTICLE_FAKE = {
 
 
 PARTICLE_GUIDANCE = {
-    "uni-instruct-fkl": {"guidance": {"cfg_scale": 4.0}},
-    "uni-instruct-rkl": {"guidance": {"cfg_scale": 1.5, "t_min_start": 0.8, "anneal_steps": 100}},
+    "uni-instruct-fkl": {"guidance": {"cfg_scale": 4.0, "t_min_start": 0.8, "anneal_steps": 100}},
+    "uni-instruct-rkl": {"guidance": {"cfg_scale": 1.5, "t_min_start": 0.9, "anneal_steps": 100}},
 }
 """Guidance settings of the 2D mode that differ from a method's 3D preset (measured: scripts/probe_2d.py).
 
 Uni-Instruct's pathwise terms differentiate the guided prediction, whose Jacobian is ``J_u + w (J_c - J_u)``: at
 the 3D presets' CFG of 7.5 it paints noisy, tinted backgrounds into the pixels of a lone image (reverse KL, whose
 FGM term keeps the teacher's Jacobian even under an exact fake score, into every image); at a lower CFG the
-background stays white and the objects read. Reverse KL, mode-seeking, also starts at large noise only (t_min
-from 0.8 down to the preset's over the first 100 steps): from the gray canvas at every t it settled most spheres
-into cubes."""
+background stays white and the objects read. Both also start at large noise only (t_min from 0.8 or 0.9 down to
+the preset's over the first 100 steps): from the gray canvas at every t, reverse KL (mode-seeking) settled most
+spheres into cubes, and forward KL a yellow sphere."""
 
 
 def particle_preset(method_or_path: str | Path) -> GenerateConfig:
@@ -186,10 +186,11 @@ def main() -> None:
         "pixels painted a noisy cyan background into every image, read as cubes; a lower CFG and the pyramid, which",
         "makes single pixels the slowest to move, keep the background white (`python scripts/probe_2d.py NAME",
         "--preset uni-instruct-rkl --levels 1 guidance.cfg_scale=7.5` reproduces the plain-pixel failure on six prompts).",
-        "Reverse KL is mode-seeking: from the gray starting canvas, with every `t` from the start, it settled most",
-        "spheres into cubes; it starts at large noise only here (`t_min_start`, `anneal_steps` above), so the shape is",
-        "settled before the details (`python scripts/probe_2d.py NAME --preset uni-instruct-rkl guidance.t_min_start=null`",
-        "with four spheres as `--prompt`s shows the cubes).",
+        "From the gray starting canvas, with every `t` from the start, reverse KL (mode-seeking) settled most spheres",
+        "into cubes, and forward KL one (a yellow sphere); both start at large noise only here (`t_min_start`,",
+        "`anneal_steps` above), so the shape is settled before the details. `python scripts/probe_2d.py NAME --all",
+        "--preset uni-instruct-rkl guidance.t_min_start=null` shows the cubes (forward KL: 35 of 36 read right without",
+        "it, 36 with 0.8; reverse KL: 35 with 0.8 down over 120 steps, 36 with 0.9 over 100).",
         "In 3D the scene's smoothness across views averages what a lone 2D particle takes pixel by pixel.",
         "",
         "| method | shape read right | colour read right | both | s / step, 36 images (wall clock, indicative; benchmarks: PERFORMANCE.md) | images | teacher |",

@@ -32,7 +32,7 @@ from compare_2d import (  # scripts/ is on the path when run as a script
 from uni3d.config import apply_overrides
 from uni3d.scenes.image import PYRAMID_DETAIL_LR, PYRAMID_LEVELS
 from uni3d.teachers.sampling import image_grid
-from uni3d.world.captions import parse_prompt
+from uni3d.world.captions import FULL_PROMPTS, parse_prompt
 from uni3d.world.classifier import ShapesClassifier
 from uni3d.world.shapes import COLOUR_NAMES, SHAPE_NAMES
 
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--prompt", action="append", dest="prompts",
                     help="a fully specified prompt; repeat for more (default: six, one per shape)")
+    ap.add_argument("--all", action="store_true", help="all 36 fully specified prompts, as docs/GUIDANCE_2D.md runs them")
     ap.add_argument("--lr", type=float, default=0.03, help="learning rate of the image logits")
     ap.add_argument("--background", choices=["none", "white"], default=BACKGROUND,
                     help="the images: plain colour (none) or colour and opacity over white")
@@ -55,7 +56,9 @@ def main() -> None:
     ap.add_argument("--detail-lr", type=float, default=PYRAMID_DETAIL_LR, help="learning-rate factor per finer pyramid level")
     ap.add_argument("--out", type=Path, default=Path("runs/probe_2d"))
     args = ap.parse_intermixed_args()
-    args.prompts = args.prompts or PROMPTS
+    if args.all and args.prompts:
+        ap.error("--all and --prompt exclude each other")
+    args.prompts = FULL_PROMPTS if args.all else args.prompts or PROMPTS
     try:
         vague = [p for p in args.prompts if parse_prompt(p).colour is None or parse_prompt(p).shape is None]
     except ValueError as err:
@@ -75,12 +78,13 @@ def main() -> None:
     images = scene.images()[0].detach()
     pred = ShapesClassifier.from_pretrained().predict(images)
     read = [f"{COLOUR_NAMES[c]} {SHAPE_NAMES[s]}" for s, c in zip(pred["shape"].tolist(), pred["colour"].tolist())]
-    right = sum(r == f"{parse_prompt(p).colour} {parse_prompt(p).shape}" for r, p in zip(read, args.prompts))
+    misread = [p for r, p in zip(read, args.prompts) if r != f"{parse_prompt(p).colour} {parse_prompt(p).shape}"]
     border = torch.cat([images[..., :3, :].flatten(1), images[..., -3:, :].flatten(1)], 1).mean().item()
     args.out.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images, cols=len(args.prompts)).repeat_interleave(3, -1).repeat_interleave(3, -2)
+    grid = image_grid(images, cols=min(len(args.prompts), 12)).repeat_interleave(3, -1).repeat_interleave(3, -2)
     iio.imwrite(args.out / f"{args.name}.png", (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-    print(json.dumps({"name": args.name, "read_right": f"{right}/{len(args.prompts)}", "read": read, "border": round(border, 3),
+    print(json.dumps({"name": args.name, "read_right": f"{len(args.prompts) - len(misread)}/{len(args.prompts)}",
+                      "misread": {p: read[args.prompts.index(p)] for p in misread}, "border": round(border, 3),
                       "seconds": round(time.perf_counter() - start, 1), "settings": args.settings,
                       "images": image_setting(args.background, args.opacity_init, args.levels, args.detail_lr),
                       "last": {k: round(v, 4) for k, v in last.items()}}))
