@@ -3,7 +3,7 @@
 import torch
 
 from uni3d.cameras import Cameras
-from uni3d.scenes.nerf import NeRFConfig, NeRFScene
+from uni3d.scenes.nerf import NeRFConfig, NeRFScene, transmittance
 
 
 def _scene(**kw):
@@ -71,3 +71,42 @@ def test_regularizers_are_named_losses():
     losses = scene.regularizers(out, 0)
     assert set(losses) == {"loss_opacity", "loss_entropy", "loss_orient"}
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+
+
+def test_transmittance_of_packed_samples_is_each_rays_own_product():
+    g = torch.Generator().manual_seed(0)
+    counts = [3, 1, 7, 5]  # samples per ray, packed ray after ray
+    ray = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
+    tau = torch.rand(len(ray), generator=g) * 3
+    tau[4] = 2000.0  # an opaque sample: everything behind it on its ray is hidden, nothing on the next ray
+    got = transmittance(tau, ray)
+    want = torch.cat([torch.exp(-(torch.cumsum(t.double(), 0) - t.double())).float() for t in tau.split(counts)])
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+    assert got[5:11].max() == 0 and got[11] == 1  # behind the opaque sample; the next ray starts clear
+
+
+def test_packed_render_equals_compositing_every_sample():
+    """Packing the samples of occupied cells changes no pixel: against the textbook dense composite of every
+    sample, with zero density in the cells the occupancy grid marks empty."""
+    scene = _scene(blob_density=8.0, colour_min_weight=0.0)
+    scene.update_occupancy()
+    assert scene.occupancy.float().mean() < 0.5  # some samples are skipped
+    cams = Cameras.from_angles([30.0, 210.0], [15.0, -5.0])
+    out = scene.render(cams, 12, jitter=False)
+    o, d = cams.rays(12)
+    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    bo = (o * d).sum(-1)
+    disc = (bo * bo - (o * o).sum(-1) + scene.config.bound**2).clamp(min=0).sqrt()
+    near, far = (-bo - disc).clamp(min=0), -bo + disc
+    n = scene.config.samples_per_ray
+    t = near[:, None] + (far - near)[:, None] * (torch.arange(n) + 0.5) / n
+    pts = o[:, None] + t[..., None] * d[:, None]
+    with torch.no_grad():
+        occupied = scene._occupied(pts.view(-1, 3)).view(-1, n) & (disc > 0)[:, None]
+        sigma = scene.density(pts.view(-1, 3)).view(-1, n) * occupied
+        alpha = 1 - torch.exp(-sigma * ((far - near) / n)[:, None])
+        w = alpha * torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha], 1), 1)[:, :-1]
+        rgb = (w[..., None] * scene.albedo(pts.view(-1, 3)).view(-1, n, 3)).sum(1) + 1 - w.sum(1, keepdim=True)
+    assert torch.allclose(out.rgb.permute(0, 2, 3, 1).reshape(-1, 3), rgb, atol=1e-5)
+    assert torch.allclose(out.alpha.reshape(-1), w.sum(1), atol=1e-5)
+    assert torch.allclose(out.depth.reshape(-1), (w * t).sum(1), atol=1e-5)

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from uni3d.cameras import Cameras
 from uni3d.scenes.base import RenderOutput, Scene
-from uni3d.scenes.encodings import make_encoding
+from uni3d.scenes.encodings import make_encoding, trilinear
 
 
 @dataclass
@@ -63,10 +62,14 @@ class NeRFConfig:
     loss_orient: normals facing away from the camera)."""
 
 
-def _grid_sample(grid: torch.Tensor, xyz: torch.Tensor, bound: float) -> torch.Tensor:
-    """Trilinear lookup of (1, C, R, R, R) at world points (N, 3) -> (N, C); grid axes are (z, y, x)."""
-    coords = (xyz / bound).view(1, -1, 1, 1, 3)
-    return F.grid_sample(grid, coords, mode="bilinear", align_corners=True, padding_mode="border").view(grid.shape[1], -1).t()
+def transmittance(tau: torch.Tensor, ray: torch.Tensor) -> torch.Tensor:
+    """exp(-(optical depth before each sample on its ray)) of packed samples: ``tau`` (K,) each sample's optical
+    depth, ``ray`` (K,) its ray, samples grouped by ray and in order along it. One cumulative sum over all rays,
+    in float64 so that subtracting the sum up to a ray's first sample loses nothing."""
+    before = torch.cumsum(tau.double(), 0) - tau.double()
+    first = torch.ones_like(ray, dtype=torch.bool)
+    first[1:] = ray[1:] != ray[:-1]
+    return torch.exp(-(before - before[first][torch.cumsum(first, 0) - 1])).to(tau.dtype)
 
 
 class NeRFScene(Scene):
@@ -91,7 +94,8 @@ class NeRFScene(Scene):
     # --- fields -----------------------------------------------------------------------------
     def density(self, xyz: torch.Tensor) -> torch.Tensor:
         """Volume density sigma >= 0 at world points (N, 3) -> (N,)."""
-        raw = sum(_grid_sample(grid, xyz, self.config.bound)[:, 0] for grid in self.density_grids)
+        coords = xyz / self.config.bound
+        raw = sum(trilinear(grid, coords)[:, 0] for grid in self.density_grids)
         blob = self.config.blob_density * (1 - xyz.norm(dim=-1) / self.config.blob_radius)
         return torch.exp((raw + blob).clamp(max=12.0))
 
@@ -127,8 +131,10 @@ class NeRFScene(Scene):
                     jitter: bool | None = None) -> dict[str, torch.Tensor]:
         """Volume-render rays (origins, unit directions: (N, 3) each, world units).
 
-        Returns per-ray ``rgb`` (N, 3), ``alpha`` (N, 1), ``depth`` (N, 1), ``normals`` (N, 3) or None, and
-        the per-sample ``weights`` (plus ``dirs`` and ``normals_per_sample`` when shaded) for regularisers.
+        Only the samples in occupied cells are evaluated and composited, packed ray after ray (an empty cell's
+        zero density changes no pixel). Returns per-ray ``rgb`` (N, 3), ``alpha`` (N, 1), ``depth`` (N, 1),
+        ``normals`` (N, 3) or None, and per packed sample its compositing ``weights`` (K,) (plus ``dirs`` and
+        ``normals_per_sample`` (K, 3) when shaded) for the regularisers.
         """
         c = self.config
         shade = (c.shading == "lambertian") if shade is None else shade
@@ -136,48 +142,43 @@ class NeRFScene(Scene):
         dev = self.device
         o, d = o.to(dev), d.to(dev)
         n_rays, n_s = o.shape[0], c.samples_per_ray
-        # Near/far from the bounding sphere.
+        # Stratified samples between near and far of the bounding sphere.
         bo = (o * d).sum(-1)
         disc = (bo * bo - (o * o).sum(-1) + c.bound**2).clamp(min=0).sqrt()
         near, far = (-bo - disc).clamp(min=0), -bo + disc
         u = torch.arange(n_s, device=dev).float().expand(n_rays, n_s)
         u = u + (torch.rand(n_rays, n_s, device=dev) if jitter else 0.5)
         t = near[:, None] + (far - near)[:, None] * u / n_s
-        delta = ((far - near) / n_s)[:, None].expand(-1, n_s)
         pts = o[:, None] + t[..., None] * d[:, None]
-        keep = self._occupied(pts.reshape(-1, 3)) & (disc > 0).repeat_interleave(n_s)
+        # Pack the samples in occupied cells: sorted, so grouped by ray and in order along each.
+        keep = self._occupied(pts.view(-1, 3)) & (disc > 0)[:, None].expand(-1, n_s).reshape(-1)
         idx = keep.nonzero().squeeze(-1)
-        sigma = torch.zeros(n_rays * n_s, device=dev)
-        if idx.numel():
-            sigma = sigma.index_put((idx,), self.density(pts.reshape(-1, 3)[idx]))
-        sigma = sigma.view(n_rays, n_s)
-        alpha = 1 - torch.exp(-sigma * delta)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
-        w = alpha * trans
-        acc = w.sum(-1, keepdim=True)
+        ray, t, pts = idx // n_s, t.reshape(-1)[idx], pts.view(-1, 3)[idx]
+        tau = self.density(pts) * ((far - near) / n_s)[ray] if idx.numel() else t  # optical depth of each sample
+        w = -torch.expm1(-tau) * transmittance(tau, ray)
+        per_ray = lambda v: torch.zeros(n_rays, *v.shape[1:], device=dev).index_add(0, ray, v)  # noqa: E731
+        acc = per_ray(w)[:, None]
         # Colour (and normals) only where the sample is seen: weight above colour_min_weight.
-        if c.colour_min_weight > 0 and idx.numel():
-            idx = idx[w.detach().view(-1)[idx] > c.colour_min_weight]
-        colour = torch.zeros(n_rays * n_s, 3, device=dev)
-        normal = torch.zeros(n_rays * n_s, 3, device=dev)
-        if idx.numel():
-            p = pts.reshape(-1, 3)[idx]
-            alb = self.albedo(p)
+        seen = (w.detach() > c.colour_min_weight).nonzero().squeeze(-1) if c.colour_min_weight > 0 else None
+        ws, ps, rs = (w, pts, ray) if seen is None else (w[seen], pts[seen], ray[seen])
+        rgb = torch.zeros(n_rays, 3, device=dev)
+        normal = torch.zeros(len(w), 3, device=dev)
+        if len(ps):
+            alb = self.albedo(ps)
             if shade:
-                n = self.normals(p)
-                normal = normal.index_put((idx,), n)
+                n = self.normals(ps)
+                normal = n if seen is None else normal.index_put((seen,), n)
                 alb = self.shade(alb, n)
-            colour = colour.index_put((idx,), alb)
-        colour, normal = colour.view(n_rays, n_s, 3), normal.view(n_rays, n_s, 3)
+            rgb = rgb.index_add(0, rs, ws[:, None] * alb)
         out = {
-            "rgb": (w[..., None] * colour).sum(1) + (1 - acc) * self.background,
+            "rgb": rgb + (1 - acc) * self.background,
             "alpha": acc,
-            "depth": (w * t).sum(-1, keepdim=True),
-            "normals": (w[..., None] * normal).sum(1) if shade else None,
+            "depth": per_ray(w * t)[:, None],
+            "normals": per_ray(w[:, None] * normal) if shade else None,
             "weights": w,
         }
         if shade:
-            out.update(dirs=d, normals_per_sample=normal)
+            out.update(dirs=d[ray], normals_per_sample=normal)
         return out
 
     def _occupied(self, pts: torch.Tensor) -> torch.Tensor:
@@ -192,10 +193,8 @@ class NeRFScene(Scene):
         axis = (torch.arange(r, device=self.occupancy.device).float() + 0.5) / r * 2 - 1
         centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3) * c.bound
         half = c.bound / r
-        best = torch.zeros(centres.shape[0], device=centres.device)
-        for k in range(9):
-            offset = 0 if k == 0 else (torch.rand_like(centres) * 2 - 1) * half
-            best = torch.maximum(best, self.density(centres + offset))
+        jittered = centres + (torch.rand(8, *centres.shape, device=centres.device) * 2 - 1) * half
+        best = self.density(torch.cat([centres[None], jittered]).view(-1, 3)).view(9, -1).amax(0)
         opacity = 1 - torch.exp(-best * self.step_size)
         self.occupancy.copy_((opacity > c.occupancy_threshold).view(r, r, r))
 
@@ -217,9 +216,9 @@ class NeRFScene(Scene):
         if weights.get("loss_entropy", 0) > 0:
             losses["loss_entropy"] = weights["loss_entropy"] * (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
         if weights.get("loss_orient", 0) > 0 and out.aux and "normals_per_sample" in out.aux:
-            w, n, d = out.aux["weights"], out.aux["normals_per_sample"], out.aux["dirs"]
-            facing = (n * d[:, None]).sum(-1).clamp(min=0) ** 2
-            losses["loss_orient"] = weights["loss_orient"] * (w.detach() * facing).sum(-1).mean()
+            w, n, d = out.aux["weights"], out.aux["normals_per_sample"], out.aux["dirs"]  # packed samples
+            facing = (n * d).sum(-1).clamp(min=0) ** 2
+            losses["loss_orient"] = weights["loss_orient"] * (w.detach() * facing).sum() / out.alpha.numel()
         return losses
 
     def post_backward(self, step: int) -> None:
