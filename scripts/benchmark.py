@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -81,6 +82,31 @@ def handle_counts(rows: list[dict], methods: list[str]) -> str:
     return _table(["method", "mug runs", "0 handles", "1 handle", "2 or more"], body)
 
 
+BAR, GOAL = 0.035, 0.025
+"""Chamfer-L1 of the quality bar of `uni3d generate`'s defaults, and the level to reach for."""
+
+
+def quality_bar(rows: list[dict], methods: list[str]) -> str:
+    """Per method, the runs of fully specified prompts that meet the bar: the nearest ground-truth shape is the
+    prompt's at Chamfer-L1 < BAR, the colour is right and a mug has one handle; and what the others missed."""
+    out = ["| method | runs meeting the bar | Chamfer-L1 < 0.025 | missed: prompt (seed): why |", "|---|---|---|---|"]
+    for m in methods:
+        runs = [r for r in rows if r["method"] == m and r["kind"] == "full"]
+        missed = []
+        for r in runs:
+            why = ([r["error"] or "not run"] if r["status"] != "ok" else []) or [
+                *([f"nearest {r['nearest_shape']}"] if not r["shape_correct"] else []),
+                *([f"Chamfer {r['chamfer']:.4f}"] if r["shape_correct"] and r["chamfer"] >= BAR else []),
+                *([f"colour {r['colour']}"] if not r["colour_correct"] else []),
+                *([f"{r['handles']} handles"] if r["janus_ok"] is False else []),
+            ]
+            if why:
+                missed.append(f"{r['prompt']} ({r['seed']}): {', '.join(why)}")
+        goal = sum(r["status"] == "ok" and r["shape_correct"] and r["chamfer"] < GOAL for r in runs)
+        out.append(f"| {m} | {len(runs) - len(missed)} of {len(runs)} | {goal} of {len(runs)} | {'; '.join(missed) or '-'} |")
+    return "\n".join(out)
+
+
 def readings(summary: dict) -> list[str]:
     """For each metric, the best method by its mean, and whether its interval separates it from the next."""
     out = []
@@ -144,7 +170,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", type=Path, default=Path("configs/benchmark/full.yaml"))
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark"))
-    ap.add_argument("--doc", type=Path, default=Path("docs/BENCHMARK.md"))
+    ap.add_argument("--doc", type=Path, default=Path("docs/BENCHMARK.md"),
+                    help="the document; its figures go to a folder beside it named after it (docs/benchmark/)")
+    ap.add_argument("--title", default="Benchmark: every method on Shapes World, scored against ground truth")
     ap.add_argument("--executor", choices=["local", "ray"], default="local")
     ap.add_argument("--ray-address", default=None)
     ap.add_argument("--workers", type=int, default=1, help="local pool size; 0 runs in this process")
@@ -166,12 +194,12 @@ def main() -> None:
     div = diversity_table(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
-    command = " ".join(["python scripts/benchmark.py", *sys.argv[1:]]).replace(" --report-only", "")
+    command = "python scripts/benchmark.py " + shlex.join(a for a in sys.argv[1:] if a != "--report-only")
     groups = "; ".join(f"{len(g.prompts)} prompts x {len(g.seeds)} seeds ({', '.join(map(str, g.seeds))})" for g in spec.groups)
     seconds = sum(r["wall_seconds"] or 0 for r in ok)
     total = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
     lines = [
-        "# Benchmark: every method on Shapes World, scored against ground truth", "",
+        f"# {args.title}", "",
         f"Regenerate: `{command}` (resumable; spec `{args.spec}`, runs and `report.html` in `{args.out}`).", "",
         f"**{len(ok)} of {len(rows)} runs finished**" + (f", {len(failed)} failed or not run yet (listed below)" if failed else "")
         + f". Methods: {', '.join(methods)}; {groups}; teacher `{spec.teacher}`. Sum of run wall times: {total} "
@@ -180,6 +208,10 @@ def main() -> None:
         *settings(spec, args.out), "",
         "## Results", "", "Mean [bootstrap 95% interval] over runs; arrows say which way is better.", "",
         markdown_summary(summary), "", *readings(summary), "",
+        "## The quality bar", "",
+        f"Runs of fully specified prompts whose mesh has the prompt's shape as its nearest at Chamfer-L1 < {BAR} (after"
+        " the best rotation about y), the right colour (vertex colours) and, for a mug, one handle:", "",
+        quality_bar(rows, methods), "",
         "## Diversity of the under-specified prompts", "",
         "Distinct values of the free attribute / runs, normalised entropy H, and the values seen.", "",
         markdown_diversity(div, methods) if div else "No under-specified prompt in this batch.", "",
@@ -188,7 +220,7 @@ def main() -> None:
         "Colour right (vertex colours) by the prompt's colour:", "",
         by_attribute(rows, methods, "colour", "colour_correct", COLOUR_NAMES), "",
         "## The Janus test (mug prompts)", "", handle_counts(rows, methods), "",
-        "## Figures", "", *figures(rows, methods, args.doc.parent / "benchmark", args.out),
+        "## Figures", "", *figures(rows, methods, args.doc.parent / args.doc.stem.lower(), args.out),
         "## What is measured", "", DEFINITIONS,
     ]
     if failed:

@@ -23,6 +23,7 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     assert f"| sds | sds | 20 | 30 | {TrainConfig().views} | 32 | nerf |" in text  # the settings, from the presets and the spec
     assert "| sds | 3 (0) |" in text and "| a mug | colour | 2/2, H=1.00" in text
     assert "| sds | 3 | 0 | 3 | 0 |" in text  # the Janus table: three mug runs, one handle each
+    assert "| vsd | 1 of 1 | 1 of 1 | - |" in text  # the quality bar: the ground-truth mug meets it
     for name in ("metrics.png", "grid.png", "diversity-a-mug.png"):
         assert (doc.parent / "benchmark" / name).is_file(), name
     assert (tmp_path / "bench" / "report.html").is_file()
@@ -31,3 +32,17 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     runpy.run_path(str(SCRIPT), run_name="__main__")
     assert fake_runs.calls == [] and doc.read_text() == text
+
+
+def test_quality_bar_names_what_each_missing_run_missed():
+    bar = runpy.run_path(str(SCRIPT))["quality_bar"]
+    ok = dict(method="sds", kind="full", status="ok", error="", seed=0, shape_correct=True, chamfer=0.02,
+              colour_correct=True, janus_ok=None, nearest_shape="cube", colour="red", handles=0)
+    rows = [dict(ok, prompt="a red cube"), dict(ok, prompt="a red torus", chamfer=0.03),
+            dict(ok, prompt="a red cone", shape_correct=False, nearest_shape="cylinder", chamfer=0.05),
+            dict(ok, prompt="a red mug", chamfer=0.04, colour_correct=False, colour="blue", janus_ok=False, handles=2),
+            dict(ok, prompt="a red sphere", status="error", error="RuntimeError: boom", chamfer=None),
+            dict(ok, prompt="a mug", kind="shape-only", shape_correct=False)]  # not fully specified: not counted
+    line = bar(rows, ["sds"]).splitlines()[-1]
+    assert line == ("| sds | 2 of 5 | 1 of 5 | a red cone (0): nearest cylinder; a red mug (0): Chamfer 0.0400, "
+                    "colour blue, 2 handles; a red sphere (0): RuntimeError: boom |")
