@@ -85,7 +85,8 @@ class GuidanceConfig:
         if not (0 <= self.t_min < self.t_max <= 1 and self.t_min < self.t_max_end <= 1):
             raise UserError("need 0 <= t_min < t_max <= 1 and t_min < t_max_end <= 1")
         if self.t_min_start is not None and not self.t_min <= self.t_min_start < self.t_max:
-            raise UserError("need t_min <= t_min_start < t_max")
+            raise UserError(f"need t_min <= t_min_start < t_max, got {self.t_min:g}, {self.t_min_start:g}, {self.t_max:g} "
+                            "(a preset may set --t-min-start; --t-min-start None turns the annealing off)")
         for name in ("cfg_scale", "ratio_clamp", "anneal_steps", "ratio_samples"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive")

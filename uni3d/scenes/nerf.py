@@ -154,7 +154,7 @@ class NeRFScene(Scene):
         keep = self._occupied(pts.view(-1, 3)) & (disc > 0)[:, None].expand(-1, n_s).reshape(-1)
         idx = keep.nonzero().squeeze(-1)
         ray, t, pts = idx // n_s, t.reshape(-1)[idx], pts.view(-1, 3)[idx]
-        tau = self.density(pts) * ((far - near) / n_s)[ray] if idx.numel() else t  # optical depth of each sample
+        tau = self.density(pts) * ((far - near) / n_s)[ray] if idx.numel() else t.new_zeros(0)  # optical depth
         w = -torch.expm1(-tau) * transmittance(tau, ray)
         per_ray = lambda v: torch.zeros(n_rays, *v.shape[1:], device=dev).index_add(0, ray, v)  # noqa: E731
         acc = per_ray(w)[:, None]
