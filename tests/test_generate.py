@@ -37,10 +37,11 @@ def test_generate_nerf_writes_a_mesh(tiny_shapes_dir, tmp_path, method, monkeypa
     real = uni3d.export.extract_mesh
     monkeypatch.setattr(uni3d.export, "extract_mesh", lambda scene, cfg: seen.append(cfg) or real(scene, cfg))
     assert main(["export", str(out), "--format", "obj", "--resolution", "32", "--close-radius", "0",
-                 "--pit-radius", "0.1"]) == 0
-    assert (seen[-1].close_radius, seen[-1].pit_radius, seen[-1].resolution) == (0.0, 0.1, 32) and (out / "mesh.obj").exists()
-    assert main(["export", str(out), "--close-radius", "-1"]) == 2
-    assert main(["export", str(out), "--pit-radius", "-1"]) == 2
+                 "--pit-radius", "0.1", "--hidden-views", "0"]) == 0
+    assert (seen[-1].close_radius, seen[-1].pit_radius, seen[-1].resolution, seen[-1].hidden_views) == (0.0, 0.1, 32, 0)
+    assert (out / "mesh.obj").exists()
+    for flag in ("--close-radius", "--pit-radius", "--hidden-views"):
+        assert main(["export", str(out), flag, "-1"]) == 2
 
 
 def test_generate_gaussians_writes_a_mesh(tiny_shapes_dir, tmp_path):

@@ -165,34 +165,28 @@ class Export:
     """Radius (world units) of the morphological closing that seals stray tunnels; 0 disables it. Default: the run's."""
     pit_radius: float | None = None
     """Radius (world units) of the wider closing that fills pits but changes no handle; 0 disables it. Default: the run's."""
+    hidden_views: int | None = None
+    """Views per ring of the test that fills space no view sees into; 0 disables it. Default: the run's."""
 
 
 def run_export(args: Export) -> None:
     import dataclasses
 
-    import torch
-
-    from uni3d.config import load_run_config
     from uni3d.export import extract_mesh, mesh_route, save_mesh
-    from uni3d.generate import build_scene
+    from uni3d.generate import load_run
 
-    if not (args.run_dir / "config.yaml").exists() or not (args.run_dir / "checkpoint.pt").exists():
-        raise UserError(f"{args.run_dir} is not a uni3d run (config.yaml and checkpoint.pt are needed)")
-    for flag, value in (("--close-radius", args.close_radius), ("--pit-radius", args.pit_radius)):
+    for flag, value in (("--close-radius", args.close_radius), ("--pit-radius", args.pit_radius),
+                        ("--hidden-views", args.hidden_views)):
         if value is not None and value < 0:
             raise UserError(f"{flag} must be 0 (off) or positive, got {value}")
-    cfg = load_run_config(args.run_dir / "config.yaml")
-    if cfg.scene == "image":
-        raise UserError("an image (2D) run has no 3D scene to export")
-    scene = build_scene(cfg)
-    state = torch.load(args.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["scene"]
-    scene.load_state_dict(state)
+    cfg, scene = load_run(args.run_dir)
     export_cfg = dataclasses.replace(cfg.export, **{k: v for k, v in (("resolution", args.resolution), ("level", args.level),
                                                                               ("method", args.method),
                                                                               ("close_radius", args.close_radius),
-                                                                              ("pit_radius", args.pit_radius))
+                                                                              ("pit_radius", args.pit_radius),
+                                                                              ("hidden_views", args.hidden_views))
                                                     if v is not None})
-    mesh = extract_mesh(scene.eval(), export_cfg)
+    mesh = extract_mesh(scene, export_cfg)
     out = args.out or args.run_dir / f"mesh.{args.format}"
     if out.suffix.lstrip(".").lower() != args.format:
         raise UserError(f"--out {out} does not end in .{args.format}")

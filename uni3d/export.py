@@ -3,7 +3,9 @@
 Two routes to the surface. ``density`` (the default): marching cubes on the scene's density at a
 level chosen automatically, the one whose silhouettes best match the scene's own rendered opacity
 (alpha > 0.5) over a ring of views, so faint fog that renders as almost transparent is left out while
-the object is kept whole. ``tsdf``: fusion of rendered depth into a truncated signed distance grid
+the object is kept whole; before meshing, space that no rendered view sees into is made solid (a trained
+field is often spongy inside its visible shell, every channel a handle of the surface) and a closing seals
+pores and pits too narrow to be real. ``tsdf``: fusion of rendered depth into a truncated signed distance grid
 (``uni3d.tsdf``: open3d's volume when open3d imports, else the same in pure torch), for scenes whose density
 is not a good surface, such as 3D Gaussians.
 """
@@ -20,7 +22,7 @@ import trimesh
 
 from uni3d.cameras import CameraSampler
 from uni3d.errors import UserError
-from uni3d.tsdf import fuse, fuse_open3d, fusion_cameras, open3d_available
+from uni3d.tsdf import fuse, fuse_open3d, fusion_cameras, open3d_available, project, rendered_depth
 
 FORMATS = ("glb", "obj", "ply")
 
@@ -43,6 +45,13 @@ class ExportConfig:
     """Radius (world units) of a second, wider closing that fills pits and dents of the surface, keeping only the
     pieces that change no handle of it: a torus's hole and a mug's handle stay open, which a plain closing this
     wide would fill (tests/test_export.py); 0: off."""
+    hidden_views: int = 8
+    """Space no view sees into is solid: a lattice node behind the rendered surface from every camera of 5 rings
+    of this many views (elevations -60 to 80 degrees) is filled before the closings. A spongy inside that no
+    render shows, whose channels are handles of the surface, becomes the solid the renders show; a mug's inside
+    and a torus's hole, seen from above, stay open (tests/test_export.py). 0: off."""
+    hidden_resolution: int = 96
+    """Render resolution (pixels) of the hidden-space test."""
     views: int = 8
     """Views used to pick the level automatically."""
     method: Literal["density", "tsdf"] = "density"
@@ -130,6 +139,10 @@ def extract_mesh(scene, cfg: ExportConfig = ExportConfig(), shaded_colours: bool
             if not (values.min() < level < values.max()):
                 raise ExportError(f"the density never crosses the level {level:.3g}: the scene is empty or solid; "
                                   "train longer or pass --level")
+            if cfg.hidden_views > 0:
+                hidden = hidden_space(scene, cfg.resolution, bound, cfg.hidden_views, cfg.hidden_resolution,
+                                      among=values <= level)
+                values = fill_hidden(values, level, hidden)
             values = close_solid(values, level, round(cfg.close_radius / spacing), round(cfg.pit_radius / spacing))
         verts, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
         verts = verts - bound
@@ -179,6 +192,41 @@ def _keep_topology(solid: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         after = before | (labels[box] == i)
         if euler_number(after, connectivity=3) == euler_number(before, connectivity=3):
             out[box] = after
+    return out
+
+
+HIDDEN_ELEVATIONS = (-60.0, -20.0, 15.0, 50.0, 80.0)
+
+
+@torch.no_grad()
+def hidden_space(scene, grid: int, bound: float, views: int, resolution: int, among: np.ndarray | None = None,
+                 chunk: int = 4) -> np.ndarray:
+    """Which nodes of a ``grid``^3 lattice over [-bound, bound]^3 (indexed [x, y, z]) no view sees into: in the
+    image of every camera of ``fusion_cameras(views, HIDDEN_ELEVATIONS)`` and behind the surface that camera
+    renders there (a seen-through pixel has none, so nothing on its ray is hidden).
+    ``among`` (a boolean lattice) limits the test to those nodes; the rest read False."""
+    cams = fusion_cameras(views, HIDDEN_ELEVATIONS)
+    axis = torch.linspace(-bound, bound, grid)
+    index = torch.arange(grid**3) if among is None else torch.from_numpy(np.flatnonzero(among))
+    for i in range(0, len(cams), chunk):
+        view = cams[i:i + chunk]
+        depth = rendered_depth(scene, view, resolution)  # inf where the render is seen-through
+        ix, iy, iz = index // grid**2, index // grid % grid, index % grid
+        uv, dist, front = project(torch.stack([axis[ix], axis[iy], axis[iz]], -1), view, resolution)
+        surface = torch.nn.functional.grid_sample(depth, uv[:, :, None], mode="nearest", align_corners=False,
+                                                  padding_mode="border")[:, 0, :, 0]
+        index = index[(front & (uv.abs() <= 1).all(-1) & (dist > surface)).all(0)]  # still hidden
+    hidden = np.zeros(grid**3, dtype=bool)
+    hidden[index.numpy()] = True
+    return hidden.reshape(grid, grid, grid)
+
+
+def fill_hidden(values: np.ndarray, level: float, hidden: np.ndarray) -> np.ndarray:
+    """``values`` with the ``hidden`` space outside the solid ``values > level`` set just above the level, as
+    ``close_solid`` sets what it adds: the surface moves only where no view saw it."""
+    added = hidden & ~(values > level)
+    out = values.copy()
+    out[added] = level + 0.5 * (values.max() - level)
     return out
 
 

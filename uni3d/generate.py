@@ -124,6 +124,39 @@ def generate(cfg: GenerateConfig) -> Path:
     return out
 
 
+def load_run(run_dir: Path):
+    """The config and the trained scene (on the CPU) of a run directory of ``uni3d generate``."""
+    if not (run_dir / "config.yaml").exists() or not (run_dir / "checkpoint.pt").exists():
+        raise UserError(f"{run_dir} is not a uni3d run (config.yaml and checkpoint.pt are needed)")
+    cfg = load_run_config(run_dir / "config.yaml")
+    if cfg.scene == "image":
+        raise UserError("an image (2D) run has no 3D scene to export")
+    scene = build_scene(dataclasses.replace(cfg, device="cpu"))
+    scene.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["scene"])
+    return cfg, scene.eval()
+
+
+def reexport(run_dir: Path, export, formats: tuple[str, ...]) -> None:
+    """Mesh a finished run again with the export settings ``export`` (an ``ExportConfig``), in ``formats``, and
+    record them: metrics.json's mesh fields, then config.yaml's ``export`` (last, so that a re-export cut short
+    is still seen to be one that differs)."""
+    from uni3d.export import extract_mesh, mesh_route, save_mesh
+
+    cfg, scene = load_run(run_dir)
+    mesh = extract_mesh(scene, export)
+    for old in run_dir.glob("mesh.*"):
+        old.unlink()
+    meshes = [save_mesh(mesh, run_dir / f"mesh.{fmt}").name for fmt in formats]
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics.update(meshes=meshes, mesh_route=mesh_route(export), mesh_vertices=len(mesh.vertices),
+                   mesh_faces=len(mesh.faces))
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp = run_dir / "config.yaml.tmp"
+    save_run_config(dataclasses.replace(cfg, export=export), tmp)
+    tmp.replace(run_dir / "config.yaml")
+
+
 @torch.no_grad()
 def write_outputs(cfg: GenerateConfig, scene, out: Path) -> dict:
     """Multi-view PNG, turntable GIF and the mesh (3D scenes)."""

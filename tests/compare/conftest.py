@@ -73,3 +73,9 @@ def fake_runs(monkeypatch) -> FakeRuns:
     fake = FakeRuns()
     monkeypatch.setattr("uni3d.generate.generate", fake.generate)
     return fake
+
+
+@pytest.fixture()
+def tiny() -> list[str]:
+    """``TINY``, for a test that runs real generations in the batch."""
+    return list(TINY)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from uni3d.cli import main
 from uni3d.compare.batch import CompareConfig, compare
@@ -87,3 +88,29 @@ def test_report_only_runs_nothing(fake_runs, tmp_path):
     fake_runs.calls.clear()
     rows = compare(_cfg(out, methods=("sds",), prompts=("a red mug", "a mug"), report_only=True))
     assert fake_runs.calls == [] and [r["status"] for r in rows] == ["ok", "error"] and rows[1]["error"] == "not run"
+
+
+def test_changed_export_settings_mesh_the_runs_again_without_training(tiny_shapes_dir, tiny, tmp_path, monkeypatch):
+    """A real tiny run; then the batch asked for another export meshes it again from its checkpoint, records
+    the settings in config.yaml and scores it anew, and a third call has nothing left to do."""
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    base = {"methods": ("sds",), "prompts": ("a red mug",), "teacher": str(tiny_shapes_dir)}
+    assert compare(_cfg(out, **base, override=tuple(tiny)))[0]["status"] == "ok"
+    run = out / "runs" / "sds" / "a-red-mug" / "s0"
+    trained = (run / "checkpoint.pt").stat().st_mtime_ns, (run / "metrics.jsonl").read_text()
+    scored = (run / "evaluation.json").stat().st_mtime_ns
+
+    import uni3d.generate
+
+    monkeypatch.setattr(uni3d.generate, "generate", lambda cfg: pytest.fail("a finished run was trained again"))
+    rows = compare(_cfg(out, **base, override=(*tiny, "export.close_radius=0", "export.hidden_views=0")))
+    assert rows[0]["status"] == "ok"
+    assert ((run / "checkpoint.pt").stat().st_mtime_ns, (run / "metrics.jsonl").read_text()) == trained
+    assert (run / "evaluation.json").stat().st_mtime_ns > scored
+    export = yaml.safe_load((run / "config.yaml").read_text())["export"]
+    assert (export["close_radius"], export["hidden_views"], export["resolution"]) == (0.0, 0, 40)
+    assert json.loads((run / "metrics.json").read_text())["meshes"] == ["mesh.glb"]
+    scored = (run / "evaluation.json").stat().st_mtime_ns
+    compare(_cfg(out, **base, override=(*tiny, "export.close_radius=0", "export.hidden_views=0")))
+    assert (run / "evaluation.json").stat().st_mtime_ns == scored  # nothing differs any more: nothing runs

@@ -74,8 +74,9 @@ def resolve_spec(cfg: CompareConfig) -> BatchSpec:
     return spec
 
 
-def stale(task: RunTask) -> str | None:
-    """Where a finished run's config.yaml differs from what the batch asks for, or None."""
+def stale(task: RunTask, ignore: tuple[str, ...] = ()) -> str | None:
+    """Where a finished run's config.yaml differs from what the batch asks for (outside the sections in
+    ``ignore``), or None."""
     from uni3d.config import RUN_KEYS, to_plain
 
     try:
@@ -83,8 +84,8 @@ def stale(task: RunTask) -> str | None:
     except (OSError, yaml.YAMLError):
         return "config.yaml unreadable"
     plain = to_plain(task.config)
-    want = yaml.safe_load(yaml.safe_dump({k: plain[k] for k in RUN_KEYS}))
-    return _first_difference(have, want)
+    want = yaml.safe_load(yaml.safe_dump({k: plain[k] for k in RUN_KEYS if k not in ignore}))
+    return _first_difference({k: v for k, v in have.items() if k not in ignore} if isinstance(have, dict) else have, want)
 
 
 def _first_difference(a, b, where: str = "") -> str | None:
@@ -120,11 +121,13 @@ def compare(cfg: CompareConfig) -> list[dict]:
     spec = resolve_spec(cfg)
     tasks = plan(spec, cfg.out)
     done = [] if cfg.overwrite else [t for t in tasks if finished(t.run_dir)]
-    changed = [(t, d) for t in done if (d := stale(t))]
+    changed = [(t, d) for t in done if (d := stale(t, ignore=("export",)))]
     if changed:
         t, d = changed[0]
         raise UserError(f"{len(changed)} finished run(s) in {cfg.out} were made with other settings (e.g. {t.run_dir}: "
                         f"{d}): use another --out, or --overwrite to redo them all")
+    # Runs that differ in their export settings only are meshed again from their checkpoints, not trained again.
+    remesh = [] if cfg.report_only else [dataclasses.replace(t, reexport=True) for t in done if stale(t)]
     rows = {t.key: load_row(t) for t in done}
     todo = [] if cfg.report_only else [t for t in tasks if t.key not in rows]
     try:
@@ -134,7 +137,25 @@ def compare(cfg: CompareConfig) -> list[dict]:
     _write_batch(cfg.out, spec)
     ordered = lambda: [rows.get(t.key) or error_row(t, "not run") for t in tasks]  # noqa: E731
     print(f"compare: {len(tasks)} runs, {len(done)} finished earlier, {len(todo)} to run "
-          f"({_where(cfg)}, {threads} thread(s) each)")
+          + (f"and {len(remesh)} to mesh again (export settings changed) " if remesh else "")
+          + f"({_where(cfg)}, {threads} thread(s) each)")
+    if remesh:  # on this machine, where their checkpoints are
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(remesh), unit="mesh", disable=not cfg.progress)
+        keys = {str(t.run_dir): t.key for t in remesh}
+
+        def remeshed(row: dict) -> None:
+            rows[keys[row["run_dir"]]] = row
+            bar.update()
+
+        try:
+            if cfg.workers == 0:
+                executors.run_inline(remesh, threads, remeshed)
+            else:
+                executors.run_local(remesh, max(cfg.workers, 1), threads, remeshed)
+        finally:
+            bar.close()
     if todo:
         from tqdm import tqdm
 

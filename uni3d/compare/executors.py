@@ -1,6 +1,7 @@
 """Where the runs of a batch execute: in this process, in a local process pool, or as Ray tasks.
 
-Every executor calls :func:`execute` (generate, then score) once per run and hands each row to
+Every executor calls :func:`execute` (generate, then score; or, for a finished run whose export settings
+changed, mesh it again and score) once per run and hands each row to
 ``on_done`` as soon as the run ends. A failing run becomes a row with status ``error``; it never
 stops the batch. Each run gets a fresh process (pool: ``max_tasks_per_child=1``; Ray:
 ``max_calls=1``), so its ``peak_memory_mb`` is its own, not the high-water mark of a reused worker.
@@ -32,13 +33,17 @@ def execute(task: RunTask, threads: int | None = None) -> dict:
     import torch
 
     from uni3d.evaluate import evaluate_run
-    from uni3d.generate import generate
+    from uni3d.generate import generate, reexport
     from uni3d.training import Interrupted
 
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
+        if task.reexport:  # the run's wall time stays the one of its training
+            reexport(task.run_dir, task.config.export, task.config.formats)
+            evaluation = evaluate_run(task.run_dir)
+            return ok_row(task, evaluation)
         cfg = replace(task.config, overwrite=task.run_dir.exists(), progress=False)
         generate(cfg)
         evaluation = evaluate_run(task.run_dir, extra={"wall_seconds": round(time.perf_counter() - start, 2)})

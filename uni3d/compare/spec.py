@@ -67,6 +67,9 @@ class RunTask:
     prompt: str
     seed: int
     config: GenerateConfig
+    reexport: bool = False
+    """The run is finished but was meshed with other export settings: mesh it again from its checkpoint and
+    score it, without training."""
 
     @property
     def run_dir(self) -> Path:
