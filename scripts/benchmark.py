@@ -131,7 +131,8 @@ def readings(summary: dict) -> list[str]:
 def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> list[str]:
     fig_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "metrics.png", fig_dir / "metrics.png")
-    lines = ["![metrics per method](benchmark/metrics.png)", ""]
+    rel = fig_dir.name  # links relative to the document, which sits beside fig_dir
+    lines = [f"![metrics per method]({rel}/metrics.png)", ""]
     by = {(r["method"], r["prompt"], r["seed"]): r for r in rows}
     full = [p for p in dict.fromkeys(r["prompt"] for r in rows) if None not in (parse_prompt(p).shape, parse_prompt(p).colour)]
     diagonal = [p for p in full if SHAPE_NAMES.index(parse_prompt(p).shape) == COLOUR_NAMES.index(parse_prompt(p).colour)]
@@ -141,13 +142,13 @@ def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> l
         cells = [[_image(by.get((m, p, seed))) for p in shown] for m in methods]
         grid_figure(cells, methods, shown, fig_dir / "grid.png")
         lines += [f"Front views (azimuth 0), seed {seed}; every prompt and the turntables are in `report.html`.", "",
-                  "![comparison grid](benchmark/grid.png)", ""]
+                  f"![comparison grid]({rel}/grid.png)", ""]
     for p in [p for p in ("a mug", "a red object") if any(r["prompt"] == p for r in rows)]:
         seeds = sorted({r["seed"] for r in rows if r["prompt"] == p})
         name = f"diversity-{p.replace(' ', '-')}.png"
         grid_figure([[_image(by.get((m, p, s))) for s in seeds] for m in methods], methods, [f"seed {s}" for s in seeds],
                     fig_dir / name)
-        lines += [f"`{p}` over seeds:", "", f"![{p} over seeds](benchmark/{name})", ""]
+        lines += [f"`{p}` over seeds:", "", f"![{p} over seeds]({rel}/{name})", ""]
     return lines
 
 

@@ -1,5 +1,6 @@
 """scripts/benchmark.py writes the benchmark document from a batch (runs faked here, see conftest)."""
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     spec = tmp_path / "spec.yaml"
     spec.write_text("methods: [sds, vsd]\ngroups:\n  - {prompts: [a red mug], seeds: [0]}\n"
                     "  - {prompts: [a mug], seeds: [0, 1]}\noverrides: {train: {steps: 30}}\n")
-    doc = tmp_path / "docs" / "BENCHMARK.md"
+    doc = tmp_path / "docs" / "SMALL.md"  # figures go to docs/small/, and the links say so
     argv = [str(SCRIPT), "--spec", str(spec), "--out", str(tmp_path / "bench"), "--doc", str(doc), "--workers", "0",
             "--threads", "1", "--no-progress"]
     monkeypatch.setattr(sys, "argv", argv)
@@ -25,7 +26,9 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     assert "| sds | 3 | 0 | 3 | 0 |" in text  # the Janus table: three mug runs, one handle each
     assert "| vsd | 1 of 1 | 1 of 1 | - |" in text  # the quality bar: the ground-truth mug meets it
     for name in ("metrics.png", "grid.png", "diversity-a-mug.png"):
-        assert (doc.parent / "benchmark" / name).is_file(), name
+        assert (doc.parent / "small" / name).is_file(), name
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert len(links) == 3 and all((doc.parent / link).is_file() for link in links), links
     assert (tmp_path / "bench" / "report.html").is_file()
     # the document is regenerated from finished runs without running anything
     fake_runs.calls.clear()
