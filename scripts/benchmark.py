@@ -9,6 +9,11 @@
 The batch is `uni3d compare --spec SPEC --out OUT` (resumable: finished runs are skipped, so a
 killed benchmark continues where it stopped); OUT also gets results.csv and report.html. Every
 number in the document is computed here from the runs' evaluation.json; nothing is typed by hand.
+
+The records of every finished run (config.yaml, evaluation.json, metrics.json and a front view, a few KB) are
+kept in the repository under --records (docs/benchmark/runs/METHOD/PROMPT/sSEED); a run recorded there and
+missing from OUT is restored from them and skipped, so the 1224 runs of the full benchmark add up over
+machines and sessions instead of having to run in one.
 """
 
 from __future__ import annotations
@@ -156,6 +161,47 @@ def _image(row: dict | None):
     return None if row is None or row["status"] != "ok" else front_view(row["run_dir"])
 
 
+RECORDS = ("config.yaml", "metrics.json", "front.png", "evaluation.json")
+"""What the records keep of a run, in the order they are restored (evaluation.json, the finished marker, last)."""
+
+
+def restore(tasks, records: Path) -> int:
+    """Runs finished in ``records`` but not in OUT are restored into OUT (a partial directory is replaced)."""
+    n = 0
+    for t in tasks:
+        src = records / t.key
+        if (src / "evaluation.json").is_file() and not (t.run_dir / "evaluation.json").is_file():
+            shutil.rmtree(t.run_dir, ignore_errors=True)
+            t.run_dir.mkdir(parents=True)
+            for name in RECORDS:
+                if (src / name).is_file():
+                    shutil.copy2(src / name, t.run_dir / name)
+            n += 1
+    return n
+
+
+def record(rows: list[dict], tasks, records: Path) -> int:
+    """The records of every finished run of ``rows`` written under ``records``."""
+    import imageio.v3 as iio
+
+    by_dir = {r["run_dir"]: r for r in rows}
+    n = 0
+    for t in tasks:
+        row = by_dir.get(str(t.run_dir))
+        if row is None or row["status"] != "ok":
+            continue
+        dst = records / t.key
+        dst.mkdir(parents=True, exist_ok=True)
+        front = front_view(t.run_dir)
+        if front is not None and not (t.run_dir / "front.png").is_file():
+            iio.imwrite(dst / "front.png", front)
+        for name in RECORDS:
+            if (t.run_dir / name).is_file() and (t.run_dir / name).resolve() != (dst / name).resolve():
+                shutil.copy2(t.run_dir / name, dst / name)
+        n += 1
+    return n
+
+
 def settings(spec, out: Path) -> list[str]:
     tasks = plan(spec, out)
     lines = []
@@ -180,16 +226,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--report-only", action="store_true", help="write the document from the runs finished so far")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--records", type=Path, default=Path("docs/benchmark/runs"),
+                    help="where the records of finished runs are kept and restored from")
     args = ap.parse_args()
 
     cfg = CompareConfig(spec=args.spec, out=args.out, executor=args.executor, ray_address=args.ray_address,
                         workers=args.workers, threads=args.threads, report_only=args.report_only,
                         progress=not args.no_progress)
     try:
-        rows = compare(cfg)
         spec = resolve_spec(cfg)
+        tasks = plan(spec, args.out)
+        restored = restore(tasks, args.records)
+        if restored:
+            print(f"benchmark: {restored} finished run(s) restored from {args.records}")
+        rows = compare(cfg)
     except UserError as exc:
         sys.exit(f"benchmark: error: {exc}")
+    print(f"benchmark: records of {record(rows, tasks, args.records)} finished run(s) in {args.records}")
     methods = [method_label(m) for m in spec.methods]
     summary = summarise(rows, methods)
     div = diversity_table(rows)

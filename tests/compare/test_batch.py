@@ -114,3 +114,11 @@ def test_changed_export_settings_mesh_the_runs_again_without_training(tiny_shape
     scored = (run / "evaluation.json").stat().st_mtime_ns
     compare(_cfg(out, **base, override=(*tiny, "export.close_radius=0", "export.hidden_views=0")))
     assert (run / "evaluation.json").stat().st_mtime_ns == scored  # nothing differs any more: nothing runs
+
+
+def test_changed_export_without_a_checkpoint_needs_overwrite(fake_runs, tmp_path):
+    """A finished run with no checkpoint left (restored from its records) cannot be meshed again."""
+    out = tmp_path / "cmp"
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    with pytest.raises(UserError, match="export.close_radius: 0.08 here, 0.0 asked"):
+        compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("export.close_radius=0",)))

@@ -2,6 +2,7 @@
 
 import re
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,8 +16,9 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     spec.write_text("methods: [sds, vsd]\ngroups:\n  - {prompts: [a red mug], seeds: [0]}\n"
                     "  - {prompts: [a mug], seeds: [0, 1]}\noverrides: {train: {steps: 30}}\n")
     doc = tmp_path / "docs" / "SMALL.md"  # figures go to docs/small/, and the links say so
+    records = tmp_path / "records"
     argv = [str(SCRIPT), "--spec", str(spec), "--out", str(tmp_path / "bench"), "--doc", str(doc), "--workers", "0",
-            "--threads", "1", "--no-progress"]
+            "--threads", "1", "--no-progress", "--records", str(records)]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(SCRIPT), run_name="__main__")
     text = doc.read_text()
@@ -35,6 +37,15 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     runpy.run_path(str(SCRIPT), run_name="__main__")
     assert fake_runs.calls == [] and doc.read_text() == text
+    # on another machine, without the runs: the records in the repository stand for them, pictures included
+    assert sorted(p.name for p in (records / "sds" / "a-red-mug" / "s0").iterdir()) == [
+        "config.yaml", "evaluation.json", "front.png", "metrics.json"]
+    shutil.rmtree(tmp_path / "bench")
+    grid = (doc.parent / "small" / "grid.png").read_bytes()
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert fake_runs.calls == [] and doc.read_text() == text
+    assert (doc.parent / "small" / "grid.png").read_bytes() == grid
 
 
 def test_quality_bar_names_what_each_missing_run_missed():

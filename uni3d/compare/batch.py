@@ -88,6 +88,12 @@ def stale(task: RunTask, ignore: tuple[str, ...] = ()) -> str | None:
     return _first_difference({k: v for k, v in have.items() if k not in ignore} if isinstance(have, dict) else have, want)
 
 
+def _retrain(task: RunTask) -> str | None:
+    """Why a finished run cannot stand for what the batch asks, or None: settings other than the export differ,
+    or the export does and no checkpoint is left to mesh it again from (a run restored from its records)."""
+    return stale(task, ignore=("export",)) or (None if (task.run_dir / "checkpoint.pt").is_file() else stale(task))
+
+
 def _first_difference(a, b, where: str = "") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
@@ -121,7 +127,7 @@ def compare(cfg: CompareConfig) -> list[dict]:
     spec = resolve_spec(cfg)
     tasks = plan(spec, cfg.out)
     done = [] if cfg.overwrite else [t for t in tasks if finished(t.run_dir)]
-    changed = [(t, d) for t in done if (d := stale(t, ignore=("export",)))]
+    changed = [(t, d) for t in done if (d := _retrain(t))]
     if changed:
         t, d = changed[0]
         raise UserError(f"{len(changed)} finished run(s) in {cfg.out} were made with other settings (e.g. {t.run_dir}: "

@@ -59,16 +59,21 @@ def plot_metrics(summary: dict, path: Path) -> Path:
 
 
 def front_view(run_dir: str | Path) -> np.ndarray | None:
-    """The first view of a run's multiview.png, (H, W, 3) uint8, or None."""
+    """The first view of a run's multiview.png (or its front.png, all a run restored from its records keeps),
+    (H, W, 3) uint8, or None."""
+    import imageio.v3 as iio
+
     from uni3d.evaluate import multiview_panels
 
     path = Path(run_dir) / "multiview.png"
-    if not path.is_file():
-        return None
     try:
-        return (multiview_panels(path)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        if path.is_file():
+            return (multiview_panels(path)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        if (Path(run_dir) / "front.png").is_file():
+            return np.asarray(iio.imread(Path(run_dir) / "front.png"))[..., :3]
     except (OSError, ValueError):
-        return None
+        pass
+    return None
 
 
 def grid_figure(cells: list[list[np.ndarray | None]], row_labels: list[str], col_labels: list[str], path: Path) -> Path:
