@@ -192,8 +192,7 @@ def record(rows: list[dict], tasks, records: Path) -> int:
             continue
         dst = records / t.key
         dst.mkdir(parents=True, exist_ok=True)
-        front = front_view(t.run_dir)
-        if front is not None and not (t.run_dir / "front.png").is_file():
+        if not (t.run_dir / "front.png").is_file() and (front := front_view(t.run_dir)) is not None:
             iio.imwrite(dst / "front.png", front)
         for name in RECORDS:
             if (t.run_dir / name).is_file() and (t.run_dir / name).resolve() != (dst / name).resolve():

@@ -224,7 +224,11 @@ def hidden_space(scene, grid: int, bound: float, views: int, resolution: int, am
 def fill_hidden(values: np.ndarray, level: float, hidden: np.ndarray) -> np.ndarray:
     """``values`` with the ``hidden`` space outside the solid ``values > level`` set just above the level, as
     ``close_solid`` sets what it adds: the surface moves only where no view saw it."""
-    added = hidden & ~(values > level)
+    return _set_solid(values, level, hidden & ~(values > level))
+
+
+def _set_solid(values: np.ndarray, level: float, added: np.ndarray) -> np.ndarray:
+    """``values`` with the voxels ``added`` set halfway between the level and the field's maximum."""
     out = values.copy()
     out[added] = level + 0.5 * (values.max() - level)
     return out
@@ -244,10 +248,7 @@ def close_solid(values: np.ndarray, level: float, radius: int, pit_radius: int =
     closed = _closing(solid, radius) if radius > 0 else solid
     if pit_radius > radius:
         closed = _keep_topology(closed, _closing(closed, pit_radius) & ~closed)
-    added = closed & ~solid
-    out = values.copy()
-    out[added] = level + 0.5 * (values.max() - level)
-    return out
+    return _set_solid(values, level, closed & ~solid)
 
 
 def remove_small_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh.Trimesh:

@@ -140,17 +140,12 @@ def reexport(run_dir: Path, export, formats: tuple[str, ...]) -> None:
     """Mesh a finished run again with the export settings ``export`` (an ``ExportConfig``), in ``formats``, and
     record them: metrics.json's mesh fields, then config.yaml's ``export`` (last, so that a re-export cut short
     is still seen to be one that differs)."""
-    from uni3d.export import extract_mesh, mesh_route, save_mesh
-
     cfg, scene = load_run(run_dir)
-    mesh = extract_mesh(scene, export)
     for old in run_dir.glob("mesh.*"):
         old.unlink()
-    meshes = [save_mesh(mesh, run_dir / f"mesh.{fmt}").name for fmt in formats]
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics.update(meshes=meshes, mesh_route=mesh_route(export), mesh_vertices=len(mesh.vertices),
-                   mesh_faces=len(mesh.faces))
+    metrics.update(write_mesh(scene, export, formats, run_dir))
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     tmp = run_dir / "config.yaml.tmp"
     save_run_config(dataclasses.replace(cfg, export=export), tmp)
@@ -174,9 +169,15 @@ def write_outputs(cfg: GenerateConfig, scene, out: Path) -> dict:
     iio.imwrite(out / "multiview.png", to8(image_grid(views.cpu(), cols=8)))
     frames = torch.cat([scene.render(sampler.turntable(36, elevation=15.0)[i:i + 12], 96).rgb for i in range(0, 36, 12)])
     iio.imwrite(out / "turntable.gif", [to8(f) for f in frames], duration=80, loop=0)
+    return {"multiview": "multiview.png", "turntable": "turntable.gif", **write_mesh(scene, cfg.export, cfg.formats, out)}
+
+
+def write_mesh(scene, export, formats, out: Path) -> dict:
+    """The scene's mesh (``export``: an ``ExportConfig``) as OUT/mesh.FORMAT for each of ``formats``; returns
+    metrics.json's mesh fields."""
     from uni3d.export import extract_mesh, mesh_route, save_mesh
 
-    mesh = extract_mesh(scene, cfg.export)
-    meshes = [save_mesh(mesh, out / f"mesh.{fmt}").name for fmt in cfg.formats]
-    return {"multiview": "multiview.png", "turntable": "turntable.gif", "meshes": meshes, "mesh_route": mesh_route(cfg.export),
-            "mesh_vertices": len(mesh.vertices), "mesh_faces": len(mesh.faces)}
+    mesh = extract_mesh(scene, export)
+    meshes = [save_mesh(mesh, out / f"mesh.{fmt}").name for fmt in formats]
+    return {"meshes": meshes, "mesh_route": mesh_route(export), "mesh_vertices": len(mesh.vertices),
+            "mesh_faces": len(mesh.faces)}

@@ -145,28 +145,12 @@ def compare(cfg: CompareConfig) -> list[dict]:
     print(f"compare: {len(tasks)} runs, {len(done)} finished earlier, {len(todo)} to run "
           + (f"and {len(remesh)} to mesh again (export settings changed) " if remesh else "")
           + f"({_where(cfg)}, {threads} thread(s) each)")
-    if remesh:  # on this machine, where their checkpoints are
+    def run(batch: list[RunTask], unit: str, anywhere: bool) -> None:
+        """Execute ``batch``, each row into ``rows`` and results.csv as it comes; ``anywhere``: Ray may take it."""
         from tqdm import tqdm
 
-        bar = tqdm(total=len(remesh), unit="mesh", disable=not cfg.progress)
-        keys = {str(t.run_dir): t.key for t in remesh}
-
-        def remeshed(row: dict) -> None:
-            rows[keys[row["run_dir"]]] = row
-            bar.update()
-
-        try:
-            if cfg.workers == 0:
-                executors.run_inline(remesh, threads, remeshed)
-            else:
-                executors.run_local(remesh, max(cfg.workers, 1), threads, remeshed)
-        finally:
-            bar.close()
-    if todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="run", disable=not cfg.progress)
-        by_dir = {str(t.run_dir): t for t in todo}
+        bar = tqdm(total=len(batch), unit=unit, disable=not cfg.progress)
+        by_dir = {str(t.run_dir): t for t in batch}
 
         def on_done(row: dict) -> None:
             rows[by_dir[row["run_dir"]].key] = row
@@ -175,14 +159,19 @@ def compare(cfg: CompareConfig) -> list[dict]:
             bar.update()
 
         try:
-            if cfg.executor == "ray":
-                executors.run_ray(todo, threads, on_done, cfg.ray_address)
+            if anywhere and cfg.executor == "ray":
+                executors.run_ray(batch, threads, on_done, cfg.ray_address)
             elif cfg.workers == 0:
-                executors.run_inline(todo, threads, on_done)
+                executors.run_inline(batch, threads, on_done)
             else:
-                executors.run_local(todo, cfg.workers, threads, on_done)
+                executors.run_local(batch, cfg.workers, threads, on_done)
         finally:
             bar.close()
+
+    if remesh:
+        run(remesh, "mesh", anywhere=False)  # on this machine, where their checkpoints are
+    if todo:
+        run(todo, "run", anywhere=True)
     result = ordered()
     write_csv(result, cfg.out / "results.csv")
     write_reports(cfg.out, result, list(dict.fromkeys(t.method for t in tasks)), turntables=cfg.turntables)
