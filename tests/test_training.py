@@ -19,10 +19,17 @@ def _trainer(teacher, method="sds", **guidance):
                    fixed_cameras=Cameras.from_angles(20.0, 15.0))
 
 
-def test_non_finite_gradient_skips_the_step_and_is_counted(tiny_shapes_teacher):
+def _one_inf(g):
+    g = g.clone()
+    g.view(-1)[7] = float("inf")
+    return g
+
+
+@pytest.mark.parametrize("poison", [lambda g: g * float("nan"), _one_inf], ids=["nan-everywhere", "one-inf"])
+def test_non_finite_gradient_skips_the_step_and_is_counted(tiny_shapes_teacher, poison):
     trainer = _trainer(tiny_shapes_teacher)
     before = trainer.scene.logits.detach().clone()
-    trainer.scene.logits.register_hook(lambda g: g * float("nan"))
+    trainer.scene.logits.register_hook(poison)
     trainer.train_step(0)
     assert trainer.skipped == 1
     assert torch.equal(trainer.scene.logits.detach(), before)

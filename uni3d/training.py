@@ -158,8 +158,10 @@ class Trainer:
                 "t": float(guided.t.float().mean()), **guided.stats}
 
     def _grads_finite(self) -> bool:
+        # One sum per gradient, read once: any NaN or inf makes it non-finite (a sum past float32's range too, a
+        # step that would wreck the scene anyway); an isfinite mask per gradient cost ~1 ms a step on 2 cores.
         grads = [p.grad for grp in self.opt.param_groups for p in grp["params"] if p.grad is not None]
-        if all(torch.isfinite(gr).all() for gr in grads):
+        if not grads or bool(torch.stack([gr.sum() for gr in grads]).isfinite().all()):
             return True
         self.opt.zero_grad(set_to_none=True)
         return False
