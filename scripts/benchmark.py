@@ -48,6 +48,10 @@ DEFINITIONS = """\
   random, so these are held out); the fraction of views read as the prompt's shape / colour.
 - **mugs with one handle**: the Janus test; runs of mug prompts whose mesh has genus 1 (a Janus mug grows a
   handle on several sides).
+- **handles right (genus)**: runs of prompts that fix the shape whose mesh has as many handles as the
+  ground-truth shape (one for the torus and the mug, none for the others). A spongy or pitted field meshes into
+  a surface with many; the export's closings remove the narrowest, and close a torus's hole that comes out
+  narrower than twice the close radius.
 - **diversity**: over the seeds of one under-specified prompt (`a SHAPE`: the colour is free; `a COLOUR object`:
   the shape is free), the entropy of the free attribute over its maximum `log2(min(seeds, 6))`: 0 when every seed
   gives the same, 1 when they are as spread as the seeds allow. Averaged over prompts (the interval resamples

@@ -5,7 +5,8 @@ any yaw), against every ground-truth shape, and the volumetric IoU at that yaw; 
 palette colour nearest in direction (so shading's uniform darkening does not matter), from the
 vertex colours and from the shipped classifier reading the run's eight ``multiview.png`` views
 (azimuth 0, 45, ..., 315 at elevation 15: fixed views, while training draws its views at random);
-the mug's Janus test: the number of handles, read as the genus of the closed surface. Across
+the mug's Janus test: the number of handles, read as the genus of the closed surface (which the other
+shapes' surfaces should match too, ``SHAPE_GENUS``: a spongy mesh has many). Across
 seeds, :func:`diversity` measures how much the free attribute of an under-specified prompt varies.
 """
 
@@ -31,6 +32,8 @@ from uni3d.world.shapes import BOUNDING_RADIUS, COLOUR_NAMES, COLOURS, SHAPE_NAM
 F_THRESHOLD = 0.05
 IOU_RESOLUTION = 64
 """Cells per side of the grid on which the volumetric IoU is counted."""
+SHAPE_GENUS = {"sphere": 0, "cube": 0, "cylinder": 0, "cone": 0, "torus": 1, "mug": 1}
+"""Handles of each ground-truth surface (tests/test_evaluate.py measures them on the ground-truth meshes)."""
 MULTIVIEW_VIEWS = 8
 """Views in a run's multiview.png, one row (see ``uni3d.generate.write_outputs``)."""
 

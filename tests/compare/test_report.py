@@ -73,6 +73,15 @@ def test_summary_and_diversity(rows):
     assert s["sds"]["chamfer"]["n"] == 4 and s["sds"]["chamfer"]["lo"] <= s["sds"]["chamfer"]["mean"] <= s["sds"]["chamfer"]["hi"]
 
 
+def test_handles_right_counts_every_shape_against_its_genus(rows, tmp_path):
+    spheres = [_row(m, "a red sphere", 0, tmp_path / m, chamfer=0.02, shape_correct=True, nearest_shape="sphere",
+                    handles=h, janus_ok=None) for m, h in (("sds", 0), ("vsd", 5))]
+    s = summarise(rows + spheres, ["sds", "vsd"])
+    assert s["sds"]["handles_acc"]["mean"] == 1.0 and s["sds"]["handles_acc"]["n"] == 5
+    assert s["vsd"]["handles_acc"]["mean"] == 0.6  # the 2-handled mug and the 5-handled sphere
+    assert s["vsd"]["one_handle"]["mean"] == 0.75  # the sphere is not a mug
+
+
 def test_results_csv_round_trip(rows, tmp_path):
     write_csv(rows, tmp_path / "results.csv")
     back = read_csv(tmp_path / "results.csv")

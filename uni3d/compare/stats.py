@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uni3d.evaluate import diversity
+from uni3d.evaluate import SHAPE_GENUS, diversity
 from uni3d.world.captions import parse_prompt
 
 
@@ -39,6 +39,12 @@ def _mug(r: dict) -> bool:
     return parse_prompt(r["prompt"]).shape == "mug"
 
 
+def _handles_right(r: dict) -> float | None:
+    """1 when the mesh has as many handles as the prompt's shape (0 but for the torus and the mug), else 0."""
+    shape = parse_prompt(r["prompt"]).shape
+    return None if shape is None or r.get("handles") is None else float(int(r["handles"]) == SHAPE_GENUS[shape])
+
+
 METRICS = (
     Metric("chamfer", "Chamfer-L1", _num("chamfer", _shape_fixed), "lower", "{:.4f}"),
     Metric("fscore", "F-score@0.05", _num("fscore", _shape_fixed), "higher"),
@@ -48,6 +54,7 @@ METRICS = (
     Metric("view_shape_acc", "shape right (classifier, 8 views)", _num("view_shape_accuracy", _shape_fixed), "higher", "{:.0%}"),
     Metric("view_colour_acc", "colour right (classifier, 8 views)", _num("view_colour_accuracy", _colour_fixed), "higher", "{:.0%}"),
     Metric("one_handle", "mugs with one handle", _num("janus_ok", _mug), "higher", "{:.0%}"),
+    Metric("handles_acc", "handles right (genus)", _handles_right, "higher", "{:.0%}"),
     Metric("wall_seconds", "wall time per run (s)", _num("wall_seconds"), "lower", "{:.0f}"),
     Metric("peak_memory_mb", "peak memory per run (MB)", _num("peak_memory_mb"), "lower", "{:.0f}"),
 )
