@@ -144,6 +144,7 @@ BAD = [
     (["--method", "dreamfusion"], None),
     (["--divergence", "kl"], None),
     (["--divergence", "alpha"], "--alpha"),
+    (["--ratio-normalise", "1"], "--ratio-normalise must be in [0, 1)"),
     (["--name", "a/b"], "path separators"),
     (["--formats", "stl"], "unknown mesh format"),
 ]

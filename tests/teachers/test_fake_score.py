@@ -84,6 +84,29 @@ def test_adapter_state_roundtrip(tiny_shapes_teacher):
     assert torch.allclose(want, got)
 
 
+def test_self_normalised_ratio_keeps_the_order_and_restores_the_scale(tiny_shapes_teacher):
+    """Ratios that sink far below 1 come back to mean ~1 with their order kept; the running mean lives in the
+    checkpoint, and an adapter saved before it existed still loads."""
+    head = FakeScore(tiny_shapes_teacher).ratio_head
+    g = torch.Generator().manual_seed(0)
+    weights = []
+    for _ in range(400):
+        rho = torch.exp(-5 + torch.randn(2, generator=g))  # a discriminator that calls every render fake
+        w = head.self_normalise(rho, 0.95)
+        assert torch.equal(w.argsort(), rho.argsort())
+        assert (w <= 2 / (1 - 0.95) + 1e-4).all()
+        weights.append(w)
+    assert 0.7 < torch.cat(weights[100:]).mean() < 1.3
+    assert 0 < float(head.mean_ratio) < 0.05
+    fresh = FakeScore(tiny_shapes_teacher)
+    state = {**fresh.adapter_state(), "ratio_head": head.state_dict()}
+    fresh.load_adapter_state(state)
+    assert fresh.ratio_head.mean_ratio == head.mean_ratio
+    state["ratio_head"] = {k: v for k, v in state["ratio_head"].items() if k != "mean_ratio"}
+    fresh.load_adapter_state(state)
+    assert fresh.ratio_head.mean_ratio.isnan()
+
+
 def test_online_training_fits_the_renders(tiny_shapes_teacher):
     torch.manual_seed(0)
     fake = FakeScore(tiny_shapes_teacher, FakeScoreConfig(lr=3e-3, t_max=0.5))

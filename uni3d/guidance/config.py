@@ -63,6 +63,9 @@ class GuidanceConfig:
     """Uni-Instruct: steps with rho = 1 before the discriminator's ratio is used."""
     ratio_clamp: float = 10.0
     """Clamp of the discriminator logit before rho = exp(logit)."""
+    ratio_normalise: float = 0.0
+    """Uni-Instruct: divide rho by its running mean over the renders, with this decay per step (0: off). The true
+    ratio has mean 1 under the student; self-normalising undoes the estimate's drift below it."""
     ratio_samples: int = 32
     """Uni-Instruct: teacher samples drawn once per prompt (cached on disk) as the ratio's real data."""
     gan_weight: float = 0.0
@@ -93,6 +96,8 @@ class GuidanceConfig:
         for name in ("gan_weight", "grad_clip", "ratio_warmup", "loss_scale"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+        if not 0 <= self.ratio_normalise < 1:
+            raise UserError("--ratio-normalise must be in [0, 1)")
         return self
 
     @property

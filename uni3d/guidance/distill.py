@@ -80,6 +80,8 @@ def guidance_loss(
         rho = torch.ones(b, device=x0.device, dtype=x0.dtype)
     else:
         rho = torch.exp(logit.detach().clamp(-cfg.ratio_clamp, cfg.ratio_clamp)).to(x0)
+        if cfg.ratio_normalise > 0:
+            rho = fake.ratio_head.self_normalise(rho, cfg.ratio_normalise)
     # Every scene renders one image per camera, and the fake score sees the camera: the generator's mean over
     # its own randomness is the render itself, so the centred cross term vanishes (losses.uni_instruct_loss).
     x0_mean = x0 if cfg.cross_centred else None

@@ -80,9 +80,24 @@ class RatioHead(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(channels, 64, 1), nn.SiLU(), nn.Conv2d(64, 1, 1))
+        self.register_buffer("mean_ratio", torch.tensor(float("nan")))  # running mean of exp(logit) on renders
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features.float()).flatten(1).mean(-1)
+
+    @torch.no_grad()
+    def self_normalise(self, rho: torch.Tensor, decay: float) -> torch.Tensor:
+        """``rho`` over a running mean of the estimated ratio on the student's own renders.
+
+        The true ``p_t / q_t`` has mean 1 under the student ``q_t``; the discriminator's estimate drifts
+        far from it (its logit on renders sinks as it learns the cached real samples), which shrinks
+        every step at once. Dividing by the running mean (self-normalised importance weights) keeps
+        which views weigh more and restores the scale. The mean includes this batch, so a weight is
+        at most ``1 / (1 - decay)`` times the batch size.
+        """
+        m = rho.mean()
+        self.mean_ratio.copy_(m if self.mean_ratio.isnan() else decay * self.mean_ratio + (1 - decay) * m)
+        return rho / self.mean_ratio.to(rho)
 
 
 class _StopAtMid(Exception):
@@ -246,7 +261,7 @@ class FakeScore(nn.Module):
     def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         set_peft_model_state_dict(self.teacher.unet, state["lora"], adapter_name=ADAPTER)
         self.camera_embedding.load_state_dict(state["camera_embedding"])
-        self.ratio_head.load_state_dict(state["ratio_head"])
+        self.ratio_head.load_state_dict({"mean_ratio": torch.tensor(float("nan")), **state["ratio_head"]})  # older runs
 
 
 def camera_conditioning(teacher: Teacher, prompt: str, cams: Cameras) -> Conditioning:
