@@ -82,6 +82,23 @@ def test_changed_settings_need_overwrite(fake_runs, tmp_path):
     assert json.loads((out / "runs" / "sds" / "a-red-mug" / "s0" / "evaluation.json").read_text())["steps"] == 7
 
 
+def test_a_setting_added_since_a_run_does_not_make_it_stale(fake_runs, tmp_path):
+    """A run made before a setting existed (its config.yaml lacks the key) still stands; a changed one does not."""
+    out = tmp_path / "cmp"
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    path = out / "runs" / "sds" / "a-red-mug" / "s0" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["guidance"]["ratio_normalise"]
+    path.write_text(yaml.safe_dump(config))
+    fake_runs.calls.clear()
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    assert fake_runs.calls == []
+    config["guidance"]["cfg_scale"] = 1.5
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="guidance.cfg_scale: 1.5 here"):
+        compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+
+
 def test_report_only_runs_nothing(fake_runs, tmp_path):
     out = tmp_path / "cmp"
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))

@@ -95,9 +95,11 @@ def _retrain(task: RunTask) -> str | None:
 
 
 def _first_difference(a, b, where: str = "") -> str | None:
+    """The first setting where the run's config ``a`` and the asked ``b`` differ. A key the run lacks is a setting
+    added to uni3d since the run was made, whose default keeps the behaviour the run had: not a difference."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            d = _first_difference(a.get(k), b.get(k), f"{where}{k}.")
+        for k in sorted(set(a), key=str):
+            d = _first_difference(a[k], b.get(k), f"{where}{k}.")
             if d:
                 return d
         return None
