@@ -77,14 +77,15 @@ def resolve_spec(cfg: CompareConfig) -> BatchSpec:
 def stale(task: RunTask, ignore: tuple[str, ...] = ()) -> str | None:
     """Where a finished run's config.yaml differs from what the batch asks for (outside the sections in
     ``ignore``), or None."""
-    from uni3d.config import RUN_KEYS, to_plain
+    from uni3d.config import RUN_KEYS, GenerateConfig, to_plain
 
     try:
         have = yaml.safe_load((task.run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return "config.yaml unreadable"
-    plain = to_plain(task.config)
-    want = yaml.safe_load(yaml.safe_dump({k: plain[k] for k in RUN_KEYS if k not in ignore}))
+    plain, default = to_plain(task.config), to_plain(GenerateConfig())
+    want, default = (yaml.safe_load(yaml.safe_dump({k: c[k] for k in RUN_KEYS if k not in ignore})) for c in (plain, default))
+    have = _with_defaults(have, default)
     return _first_difference({k: v for k, v in have.items() if k not in ignore} if isinstance(have, dict) else have, want)
 
 
@@ -94,12 +95,18 @@ def _retrain(task: RunTask) -> str | None:
     return stale(task, ignore=("export",)) or (None if (task.run_dir / "checkpoint.pt").is_file() else stale(task))
 
 
+def _with_defaults(have, default):
+    """A run's settings, plus the default of each setting added to uni3d since the run was made (the default keeps
+    the behaviour the run had), so only a non-default value asked of such a setting tells the run apart."""
+    if not (isinstance(have, dict) and isinstance(default, dict)):
+        return have
+    return {**default, **{k: _with_defaults(v, default.get(k)) for k, v in have.items()}}
+
+
 def _first_difference(a, b, where: str = "") -> str | None:
-    """The first setting where the run's config ``a`` and the asked ``b`` differ. A key the run lacks is a setting
-    added to uni3d since the run was made, whose default keeps the behaviour the run had: not a difference."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a), key=str):
-            d = _first_difference(a[k], b.get(k), f"{where}{k}.")
+        for k in sorted(set(a) | set(b), key=str):
+            d = _first_difference(a.get(k), b.get(k), f"{where}{k}.")
             if d:
                 return d
         return None
