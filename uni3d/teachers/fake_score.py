@@ -80,7 +80,7 @@ class RatioHead(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(channels, 64, 1), nn.SiLU(), nn.Conv2d(64, 1, 1))
-        self.register_buffer("mean_ratio", torch.tensor(float("nan")))  # running mean of exp(logit) on renders
+        self.register_buffer("mean_ratio", torch.tensor(0.0))  # running mean of exp(logit) on renders; 0 = none yet
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features.float()).flatten(1).mean(-1)
@@ -96,7 +96,7 @@ class RatioHead(nn.Module):
         at most ``1 / (1 - decay)`` times the batch size.
         """
         m = rho.mean()
-        self.mean_ratio.copy_(m if self.mean_ratio.isnan() else decay * self.mean_ratio + (1 - decay) * m)
+        self.mean_ratio.copy_(m if self.mean_ratio <= 0 else decay * self.mean_ratio + (1 - decay) * m)
         return rho / self.mean_ratio.to(rho)
 
 
@@ -261,7 +261,7 @@ class FakeScore(nn.Module):
     def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         set_peft_model_state_dict(self.teacher.unet, state["lora"], adapter_name=ADAPTER)
         self.camera_embedding.load_state_dict(state["camera_embedding"])
-        self.ratio_head.load_state_dict({"mean_ratio": torch.tensor(float("nan")), **state["ratio_head"]})  # older runs
+        self.ratio_head.load_state_dict({"mean_ratio": torch.tensor(0.0), **state["ratio_head"]})  # older runs
 
 
 def camera_conditioning(teacher: Teacher, prompt: str, cams: Cameras) -> Conditioning:
