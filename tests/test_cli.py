@@ -14,6 +14,16 @@ def test_top_level_help(capsys):
     assert "teacher sample" in capsys.readouterr().out
 
 
+def test_help_reflows_wrapped_field_docstrings(monkeypatch, capsys):
+    """A field docstring wrapped over several source lines prints as one paragraph, not one line per source line."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--help"])
+    assert exit_.value.code == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "Lowest diffusion time at the start" in x)
+    assert "(large noise first: the object's shape is settled before its details); None: t_min throughout." in line
+
+
 def test_unknown_command(capsys):
     assert main(["fly"]) == 2
     assert "unknown command" in capsys.readouterr().err

@@ -23,6 +23,25 @@ def _arg(*aliases: str):
     return tyro.conf.arg(aliases=aliases)
 
 
+def _unwrap(text: str) -> str:
+    """A docstring's paragraphs, each joined onto one line (blank lines separate paragraphs)."""
+    paragraphs = (" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in text.split("\n\n"))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _unwrap_field_docs() -> None:
+    """Let ``--help`` re-flow field docstrings to the terminal's width.
+
+    tyro joins a docstring's lines unless a line starts with a non-letter, and the indent of a wrapped
+    field docstring is one, so every source line break showed up in ``--help``. Its line joiner is
+    swapped for one that joins every line of a paragraph; without that hook (another tyro) help is
+    unchanged.
+    """
+    strings = getattr(getattr(tyro, "_strings", None), "remove_single_line_breaks", None)
+    if strings is not None and strings is not _unwrap:
+        tyro._strings.remove_single_line_breaks = _unwrap  # type: ignore[attr-defined]
+
+
 @dataclass
 class TeacherSample:
     """Draw images from a teacher and write the PNGs and a grid."""
@@ -283,6 +302,7 @@ def _usage(commands) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = _commands()
+    _unwrap_field_docs()
     for words in (2, 1):
         name = " ".join(argv[:words])
         if len(argv) >= words and name in commands:
