@@ -62,7 +62,8 @@ class GuidanceConfig:
     ratio_warmup: int = 150
     """Uni-Instruct: steps with rho = 1 before the discriminator's ratio is used."""
     ratio_clamp: float = 10.0
-    """Clamp of the discriminator logit before rho = exp(logit)."""
+    """Clamp of log rho: of the discriminator logit, or with --ratio-normalise of the self-normalised weight's log
+    (the weights then stay within exp(+-ratio_clamp) of their running mean)."""
     ratio_normalise: float = 0.0
     """Uni-Instruct: divide rho by its running mean over the renders, with this decay per step (0: off). The true
     ratio has mean 1 under the student; self-normalising undoes the estimate's drift below it."""

@@ -5,6 +5,7 @@ Shared by the 2D mode and the 3D trainer, so every method sees the same teacher 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +32,15 @@ def _clip_per_sample(max_norm: float):
         scale = (max_norm / norm).clamp(max=1.0).view(-1, *([1] * (grad.dim() - 1)))
         return grad * scale
     return hook
+
+
+def ratio_weights(cfg: GuidanceConfig, fake: FakeScore, logit: torch.Tensor) -> torch.Tensor:
+    """``rho`` from the discriminator's logits: ``exp(logit)``, or over its running mean with ``--ratio-normalise``;
+    either way ``log rho`` is clamped to ``[-ratio_clamp, ratio_clamp]``."""
+    if cfg.ratio_normalise > 0:
+        rho = fake.ratio_head.self_normalise(torch.exp(logit.clamp(-60, 60)), cfg.ratio_normalise)  # float32-safe
+        return rho.clamp(math.exp(-cfg.ratio_clamp), math.exp(cfg.ratio_clamp))
+    return torch.exp(logit.clamp(-cfg.ratio_clamp, cfg.ratio_clamp))
 
 
 def guidance_loss(
@@ -79,9 +89,7 @@ def guidance_loss(
     if step < cfg.ratio_warmup:
         rho = torch.ones(b, device=x0.device, dtype=x0.dtype)
     else:
-        rho = torch.exp(logit.detach().clamp(-cfg.ratio_clamp, cfg.ratio_clamp)).to(x0)
-        if cfg.ratio_normalise > 0:
-            rho = fake.ratio_head.self_normalise(rho, cfg.ratio_normalise)
+        rho = ratio_weights(cfg, fake, logit.detach()).to(x0)
     # Every scene renders one image per camera, and the fake score sees the camera: the generator's mean over
     # its own randomness is the render itself, so the centred cross term vanishes (losses.uni_instruct_loss).
     x0_mean = x0 if cfg.cross_centred else None
