@@ -37,8 +37,7 @@ def _unwrap_field_docs() -> None:
     swapped for one that joins every line of a paragraph; without that hook (another tyro) help is
     unchanged.
     """
-    strings = getattr(getattr(tyro, "_strings", None), "remove_single_line_breaks", None)
-    if strings is not None and strings is not _unwrap:
+    if getattr(getattr(tyro, "_strings", None), "remove_single_line_breaks", None) is not None:
         tyro._strings.remove_single_line_breaks = _unwrap  # type: ignore[attr-defined]
 
 

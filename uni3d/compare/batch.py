@@ -83,9 +83,12 @@ def stale(task: RunTask, ignore: tuple[str, ...] = ()) -> str | None:
         have = yaml.safe_load((task.run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return "config.yaml unreadable"
-    plain, default = to_plain(task.config), to_plain(GenerateConfig())
-    want, default = (yaml.safe_load(yaml.safe_dump({k: c[k] for k in RUN_KEYS if k not in ignore})) for c in (plain, default))
-    have = _with_defaults(have, default)
+    def settings(config: GenerateConfig) -> dict:  # as config.yaml holds them
+        plain = to_plain(config)
+        return yaml.safe_load(yaml.safe_dump({k: plain[k] for k in RUN_KEYS if k not in ignore}))
+
+    want = settings(task.config)
+    have = _with_defaults(have, settings(GenerateConfig()))
     return _first_difference({k: v for k, v in have.items() if k not in ignore} if isinstance(have, dict) else have, want)
 
 
