@@ -56,17 +56,19 @@ PARTICLE_FAKE = {
 
 
 PARTICLE_GUIDANCE = {
-    "uni-instruct-fkl": {"guidance": {"cfg_scale": 4.0, "t_min_start": 0.8, "anneal_steps": 100}},
+    "uni-instruct-fkl": {"guidance": {"cfg_scale": 4.0, "t_min_start": 0.8, "anneal_steps": 100,
+                                      "ratio_normalise": 0.0}},
     "uni-instruct-rkl": {"guidance": {"cfg_scale": 1.5, "t_min_start": 0.9, "anneal_steps": 100}},
 }
 """Guidance settings of the 2D mode that differ from a method's 3D preset (measured: scripts/probe_2d.py).
 
 Uni-Instruct's pathwise terms differentiate the guided prediction, whose Jacobian is ``J_u + w (J_c - J_u)``: at
-the 3D presets' CFG of 7.5 it paints noisy, tinted backgrounds into the pixels of a lone image (reverse KL, whose
+a CFG of 7.5 (SDS's and VSD's in 3D) it paints noisy, tinted backgrounds into the pixels of a lone image (reverse KL, whose
 FGM term keeps the teacher's Jacobian even under an exact fake score, into every image); at a lower CFG the
 background stays white and the objects read. Both also start at large noise only (t_min from 0.8 or 0.9 down to
 the preset's over the first 100 steps): from the gray canvas at every t, reverse KL (mode-seeking) settled most
-spheres into cubes, and forward KL a yellow sphere."""
+spheres into cubes, and forward KL a yellow sphere. Forward KL keeps the raw ratio weight here (the 3D preset
+self-normalises it): docs/GUIDANCE_2D.md was measured with it."""
 
 
 def particle_preset(method_or_path: str | Path) -> GenerateConfig:
@@ -182,7 +184,7 @@ def main() -> None:
         "Reverse KL adds FGM (`H' = 1`), whose",
         "gradient keeps the teacher's Jacobian even under the exact fake score, `2 a J_T^T (eps_T - eps) / s^2`: the",
         "form of the SDS gradient that DreamFusion drops (costly, and poorly conditioned at small noise). With CFG,",
-        "`J_T = J_u + w (J_c - J_u)`: the preset's `w = 7.5` multiplies the difference of two Jacobians, which on plain",
+        "`J_T = J_u + w (J_c - J_u)`: `w = 7.5` (SDS's and VSD's CFG) multiplies the difference of two Jacobians, which on plain",
         "pixels painted a noisy cyan background into every image, read as cubes; a lower CFG and the pyramid, which",
         "makes single pixels the slowest to move, keep the background white (`python scripts/probe_2d.py NAME",
         "--preset uni-instruct-rkl --levels 1 guidance.cfg_scale=7.5` reproduces the plain-pixel failure on six prompts).",

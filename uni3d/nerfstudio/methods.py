@@ -57,8 +57,8 @@ class AdamWConfig(OptimizerConfig):
 PRESETS = {
     "sds": GuidanceConfig(method="sds", cfg_scale=20.0),  # configs/sds.yaml
     "vsd": GuidanceConfig(method="vsd", cfg_scale=7.5),  # configs/vsd.yaml
-    "uni-instruct": GuidanceConfig(method="uni-instruct", divergence="fkl", cfg_scale=7.5, t_min_start=0.5,
-                                   anneal_steps=250),  # configs/uni-instruct-fkl.yaml
+    "uni-instruct": GuidanceConfig(method="uni-instruct", divergence="fkl", cfg_scale=3.0, t_min_start=0.9,
+                                   anneal_steps=350, ratio_normalise=0.95),  # configs/uni-instruct-fkl.yaml
 }
 """The guidance of each method: the same settings as its preset YAML (a test keeps them equal)."""
 
