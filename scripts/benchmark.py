@@ -211,7 +211,9 @@ def settings(spec, out: Path) -> list[str]:
     for m in spec.methods:
         cfg = next(t.config for t in tasks if t.method == method_label(m))
         g = cfg.guidance
-        lines.append(f"| {method_label(m)} | {g.method}{f' ({g.divergence})' if g.method == 'uni-instruct' else ''} | "
+        off = [term.upper() for term in ("sim", "fgm", "di", "cross") if not getattr(g, term)]
+        variant = f" ({g.divergence}{'; without ' + ', '.join(off) if off else ''})" if g.method == "uni-instruct" else ""
+        lines.append(f"| {method_label(m)} | {g.method}{variant} | "
                      f"{g.cfg_scale:g} | {cfg.train.steps} | {cfg.train.views} | {cfg.train.resolution} | {cfg.scene} |")
     return ["| method | guidance | CFG | steps | views / step | render px | scene |", "|---|---|---|---|---|---|---|", *lines]
 

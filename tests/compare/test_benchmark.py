@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from uni3d.compare.spec import BatchSpec, PromptGroup
 from uni3d.training import TrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
@@ -60,3 +61,11 @@ def test_quality_bar_names_what_each_missing_run_missed():
     line = bar(rows, ["sds"]).splitlines()[-1]
     assert line == ("| sds | 2 of 5 | 1 of 5 | a red cone (0): nearest cylinder; a red mug (0): Chamfer 0.0400, "
                     "colour blue, 2 handles; a red sphere (0): RuntimeError: boom |")
+
+
+def test_settings_name_the_terms_a_preset_turns_off(tmp_path):
+    settings = runpy.run_path(str(SCRIPT))["settings"]
+    spec = BatchSpec(methods=["uni-instruct-fkl", "uni-instruct-js"], groups=[PromptGroup(["a red mug"], [0])])
+    rows = settings(spec, tmp_path)
+    assert rows[2].startswith("| uni-instruct-fkl | uni-instruct (fkl) | 3 |")
+    assert rows[3].startswith("| uni-instruct-js | uni-instruct (js; without DI) | 3 |")  # configs/uni-instruct-js.yaml
