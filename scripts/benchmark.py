@@ -8,7 +8,9 @@
 
 The batch is `uni3d compare --spec SPEC --out OUT` (resumable: finished runs are skipped, so a
 killed benchmark continues where it stopped); OUT also gets results.csv and report.html. Every
-number in the document is computed here from the runs' evaluation.json; nothing is typed by hand.
+number in the tables is computed here from the runs' evaluation.json; nothing is typed by hand. The one
+hand-written part, the reading of what won and why (--reading, docs/benchmark/reading.md), names on its first
+line the count of finished runs it was written for, and the document flags it when the count changes.
 
 The records of every finished run (config.yaml, evaluation.json, metrics.json and a front view, a few KB) are
 kept in the repository under --records (docs/benchmark/runs/METHOD/PROMPT/sSEED); a run recorded there and
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -137,6 +140,28 @@ def readings(summary: dict) -> list[str]:
     return out
 
 
+READING_STAMP = re.compile(r"<!--\s*written for (\d+) finished runs\s*-->")
+"""The first line of a reading file: how many finished runs the tables held when the reading was written."""
+
+
+def reading_section(path: Path, finished: int) -> list[str]:
+    """The hand-written reading of the results (``path``, markdown), flagged when the tables no longer hold the
+    runs it was written for; nothing when there is no such file."""
+    if not path.is_file():
+        return []
+    text = path.read_text().strip()
+    stamp = READING_STAMP.match(text)
+    lines = ["## Reading: what won, where, and why", ""]
+    if stamp is None:
+        lines += [f"*(`{path}` does not say which runs it was written for: its first line should be "
+                  f"`<!-- written for {finished} finished runs -->`.)*", ""]
+    elif int(stamp.group(1)) != finished:
+        lines += [f"*(Written when {stamp.group(1)} runs had finished; the tables above now hold {finished}: "
+                  "the reading may be out of date.)*", ""]
+    body = text[stamp.end():].strip() if stamp else text
+    return lines + [body, ""]
+
+
 def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> list[str]:
     fig_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "metrics.png", fig_dir / "metrics.png")
@@ -233,6 +258,10 @@ def main() -> None:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--records", type=Path, default=Path("docs/benchmark/runs"),
                     help="where the records of finished runs are kept and restored from")
+    ap.add_argument("--reading", type=Path, default=None,
+                    help="a hand-written reading of the results, placed after them (default: reading.md in the "
+                         "figures folder, docs/benchmark/reading.md); its first line says how many finished runs it "
+                         "was written for, and the document flags it when that count changes")
     args = ap.parse_args()
 
     cfg = CompareConfig(spec=args.spec, out=args.out, executor=args.executor, ray_address=args.ray_address,
@@ -249,6 +278,8 @@ def main() -> None:
         sys.exit(f"benchmark: error: {exc}")
     print(f"benchmark: records of {record(rows, tasks, args.records)} finished run(s) in {args.records}")
     methods = [method_label(m) for m in spec.methods]
+    fig_dir = args.doc.parent / args.doc.stem.lower()
+    reading = args.reading or fig_dir / "reading.md"
     summary = summarise(rows, methods)
     div = diversity_table(rows)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -266,7 +297,7 @@ def main() -> None:
         f"{platform.python_version()}, torch {_torch_version()}).", "",
         *settings(spec, args.out), "",
         "## Results", "", "Mean [bootstrap 95% interval] over runs; arrows say which way is better.", "",
-        markdown_summary(summary), "", *readings(summary), "",
+        markdown_summary(summary), "", *readings(summary), "", *reading_section(reading, len(ok)),
         "## The quality bar", "",
         f"Runs of fully specified prompts whose mesh has the prompt's shape as its nearest at Chamfer-L1 < {BAR} (after"
         " the best rotation about y), the right colour (vertex colours) and, for a mug, one handle:", "",
@@ -279,7 +310,7 @@ def main() -> None:
         "Colour right (vertex colours) by the prompt's colour:", "",
         by_attribute(rows, methods, "colour", "colour_correct", COLOUR_NAMES), "",
         "## The Janus test (mug prompts)", "", handle_counts(rows, methods), "",
-        "## Figures", "", *figures(rows, methods, args.doc.parent / args.doc.stem.lower(), args.out),
+        "## Figures", "", *figures(rows, methods, fig_dir, args.out),
         "## What is measured", "", DEFINITIONS,
     ]
     if failed:

@@ -69,3 +69,16 @@ def test_settings_name_the_terms_a_preset_turns_off(tmp_path):
     rows = settings(spec, tmp_path)
     assert rows[2].startswith("| uni-instruct-fkl | uni-instruct (fkl) | 3 |")
     assert rows[3].startswith("| uni-instruct-js | uni-instruct (js; without DI) | 3 |")  # configs/uni-instruct-js.yaml
+
+
+def test_a_reading_written_for_other_runs_is_flagged(tmp_path):
+    reading_section = runpy.run_path(str(SCRIPT))["reading_section"]
+    path = tmp_path / "reading.md"
+    assert reading_section(path, 10) == []  # no reading: no section
+    path.write_text("<!-- written for 10 finished runs -->\nForward KL won on cones.\n")
+    current = reading_section(path, 10)
+    assert current[0].startswith("## Reading") and current[2] == "Forward KL won on cones."
+    assert "out of date" not in "".join(current)
+    assert "Written when 10 runs had finished; the tables above now hold 12" in "".join(reading_section(path, 12))
+    path.write_text("Forward KL won on cones.\n")  # no stamp: the document asks for one
+    assert "<!-- written for 12 finished runs -->" in "".join(reading_section(path, 12))
