@@ -71,17 +71,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
-def _mean(values) -> str:
+def _mean(values, fmt: str = "{:.2f}") -> str:
     values = [float(v) for v in values if v is not None]
-    return f"{np.mean(values):.2f} ({len(values)})" if values else "-"
+    return f"{fmt.format(np.mean(values))} ({len(values)})" if values else "-"
 
 
-def by_attribute(rows: list[dict], methods: list[str], attribute: str, metric: str, names: list[str]) -> str:
+def by_attribute(rows: list[dict], methods: list[str], attribute: str, metric: str, names: list[str],
+                 fmt: str = "{:.2f}") -> str:
     """Mean of ``metric`` (runs in brackets) per method and per shape or colour of the prompt."""
     body = []
     for m in methods:
-        cells = [_mean(r[metric] for r in rows if r["method"] == m and r["status"] == "ok"
-                       and getattr(parse_prompt(r["prompt"]), attribute) == n) for n in names]
+        cells = [_mean((r[metric] for r in rows if r["method"] == m and r["status"] == "ok"
+                        and getattr(parse_prompt(r["prompt"]), attribute) == n), fmt) for n in names]
         body.append([m, *cells])
     return _table(["method", *names], body)
 
@@ -305,7 +306,9 @@ def main() -> None:
         "## Diversity of the under-specified prompts", "",
         "Distinct values of the free attribute / runs, normalised entropy H, and the values seen.", "",
         markdown_diversity(div, methods) if div else "No under-specified prompt in this batch.", "",
-        "## By shape and colour", "", "F-score@0.05 by the prompt's shape (runs in brackets):", "",
+        "## By shape and colour", "", "Chamfer-L1 by the prompt's shape (runs in brackets):", "",
+        by_attribute(rows, methods, "shape", "chamfer", SHAPE_NAMES, "{:.4f}"), "",
+        "F-score@0.05 by the prompt's shape:", "",
         by_attribute(rows, methods, "shape", "fscore", SHAPE_NAMES), "",
         "Colour right (vertex colours) by the prompt's colour:", "",
         by_attribute(rows, methods, "colour", "colour_correct", COLOUR_NAMES), "",

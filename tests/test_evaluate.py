@@ -81,6 +81,7 @@ def test_diversity_of_an_underspecified_prompt():
     assert d["normalised_entropy"] == 0.75  # 1.5 bits of at most log2(4)
     same = diversity("a red object", [{"nearest_shape": "cube", "colour_correct": c} for c in (True, False)])
     assert same["free"] == "shape" and same["distinct"] == 1 and same["normalised_entropy"] == 0.0
+    assert f"{same['normalised_entropy']:.2f}" == "0.00"  # not -0.00 in the reports
     assert same["fixed_correct"] == 0.5
     with pytest.raises(ValueError, match="fully specified"):
         diversity("a red mug", runs)

@@ -272,7 +272,7 @@ def diversity(prompt: str, results: list[dict]) -> dict:
     counts = Counter(values)
     n = len(values)
     probs = np.array([c / n for c in counts.values()]) if n else np.zeros(0)
-    entropy = float(-(probs * np.log2(probs)).sum()) if n else 0.0
+    entropy = abs(float((probs * np.log2(probs)).sum())) if n else 0.0  # abs: one value gives 0, not -0
     cap = math.log2(min(n, len(SHAPE_NAMES if free == "shape" else COLOUR_NAMES))) if n > 1 else 0.0
     return {"prompt": prompt, "free": free, "runs": n, "distinct": len(counts), "entropy_bits": round(entropy, 4),
             "normalised_entropy": round(entropy / cap, 4) if cap else 0.0, "values": dict(counts),
