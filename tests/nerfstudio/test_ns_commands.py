@@ -96,7 +96,8 @@ def test_ns_train_lists_the_methods(env):
     out = subprocess.run([BIN / "ns-train", "--help"], env={**env, "COLUMNS": "200"}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    for name in ("uni3d-sds", "uni3d-vsd", "uni3d-uni-instruct"):
+    for name in ("uni3d-sds", "uni3d-vsd", "uni3d-uni-instruct", "uni3d-uni-instruct-rkl",
+                 "uni3d-uni-instruct-jeffreys", "uni3d-uni-instruct-js"):
         assert name in out.stdout
 
 

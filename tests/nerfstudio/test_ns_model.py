@@ -127,6 +127,13 @@ def test_an_arbitrary_viewer_camera_renders(tiny_shapes_dir):
     assert (out["depth"] > 0).all()
 
 
-@pytest.mark.parametrize("method,preset", [("sds", "sds.yaml"), ("vsd", "vsd.yaml"), ("uni-instruct", "uni-instruct-fkl.yaml")])
-def test_methods_use_the_presets(method, preset):
-    assert PRESETS[method] == load_preset(CONFIGS / preset, GenerateConfig()).guidance
+@pytest.mark.parametrize("method,preset", [
+    ("sds", "sds.yaml"), ("vsd", "vsd.yaml"), ("uni-instruct", "uni-instruct-fkl.yaml"),
+    ("uni-instruct-rkl", "uni-instruct-rkl.yaml"), ("uni-instruct-jeffreys", "uni-instruct-jeffreys.yaml"),
+    ("uni-instruct-js", "uni-instruct-js.yaml"),
+])
+def test_methods_train_with_their_presets(method, preset):
+    config = trainer_config(method)
+    assert config.method_name == f"uni3d-{method}" and method in PRESETS
+    assert config.pipeline.model.guidance == load_preset(CONFIGS / preset, GenerateConfig()).guidance
+    assert (config.pipeline.model.guidance.di is False) == (method == "uni-instruct-js")  # JS's preset drops DI

@@ -6,6 +6,6 @@ This ``__init__`` imports nothing from nerfstudio, so ``uni3d view`` can say wha
     cameras.py      uni3d orbit cameras <-> nerfstudio cameras and rays (uni3d is y-up, the viewer z-up)
     datamanager.py  random training views from uni3d's CameraSampler; a turntable for the viewer to draw
     model.py        a nerfstudio Model around the uni3d NeRF scene, with uni3d's guidance loss
-    methods.py      the ``nerfstudio.method_configs`` entry points: uni3d-sds, uni3d-vsd, uni3d-uni-instruct
+    methods.py      the ``nerfstudio.method_configs`` entry points: uni3d-sds, uni3d-vsd, uni3d-uni-instruct[-rkl|-jeffreys|-js]
     view.py         ``uni3d view RUN_DIR``: a finished ``uni3d generate`` run as a nerfstudio output, in the viewer
 """

@@ -1,7 +1,9 @@
-"""The ``ns-train`` methods: ``uni3d-sds``, ``uni3d-vsd`` and ``uni3d-uni-instruct``.
+"""The ``ns-train`` methods: ``uni3d-sds``, ``uni3d-vsd``, ``uni3d-uni-instruct`` (forward KL) and
+``uni3d-uni-instruct-rkl``, ``-jeffreys`` and ``-js``.
 
 Registered through the ``nerfstudio.method_configs`` entry points of ``pyproject.toml``. Each trains the uni3d
-NeRF with one guidance method, with the settings of its preset in ``configs/`` and the optimizers of
+NeRF with one guidance method, with the guidance of its preset in ``configs/`` (read from the YAML, as
+``uni3d generate`` reads it) and the optimizers of
 ``uni3d.training.Trainer`` (Adam, betas 0.9/0.99, eps 1e-15 on the scene; AdamW on the fake score), one
 nerfstudio parameter group each: ``grids``, ``mlp`` and, for VSD and Uni-Instruct, ``fake_score``.
 
@@ -20,6 +22,8 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from uni3d.config import GenerateConfig, load_preset, preset_path
+from uni3d.errors import UserError
 from uni3d.guidance.config import GuidanceConfig
 from uni3d.nerfstudio.datamanager import Uni3DDataManagerConfig
 from uni3d.nerfstudio.model import Uni3DModelConfig
@@ -54,18 +58,33 @@ class AdamWConfig(OptimizerConfig):
     """Decoupled weight decay."""
 
 
-PRESETS = {
-    "sds": GuidanceConfig(method="sds", cfg_scale=20.0),  # configs/sds.yaml
-    "vsd": GuidanceConfig(method="vsd", cfg_scale=7.5),  # configs/vsd.yaml
-    "uni-instruct": GuidanceConfig(method="uni-instruct", divergence="fkl", cfg_scale=3.0, t_min_start=0.9,
-                                   anneal_steps=350, ratio_normalise=0.95),  # configs/uni-instruct-fkl.yaml
+PRESET_FILES = {
+    "sds": "sds", "vsd": "vsd", "uni-instruct": "uni-instruct-fkl",
+    "uni-instruct-rkl": "uni-instruct-rkl", "uni-instruct-jeffreys": "uni-instruct-jeffreys",
+    "uni-instruct-js": "uni-instruct-js",
 }
-"""The guidance of each method: the same settings as its preset YAML (a test keeps them equal)."""
+"""Each ns-train method (``uni3d-NAME``) and its preset, ``configs/PRESET.yaml``."""
+
+
+def _preset_guidance(preset: str) -> GuidanceConfig:
+    try:
+        return load_preset(preset_path(preset), GenerateConfig()).guidance
+    except UserError as exc:
+        raise UserError(f"uni3d's ns-train methods read their presets from configs/: {exc}; install uni3d from its "
+                        "source checkout (pip install -e '.[nerfstudio]')") from None
+
+
+PRESETS = {name: _preset_guidance(preset) for name, preset in PRESET_FILES.items()}
+"""The guidance of each method, from its preset YAML."""
 
 DESCRIPTIONS = {
     "sds": "uni3d: text to 3D by SDS (DreamFusion) on the uni3d NeRF",
     "vsd": "uni3d: text to 3D by VSD (ProlificDreamer), LoRA fake score as its own parameter group",
-    "uni-instruct": "uni3d: text to 3D by Uni-Instruct (f-divergence, --pipeline.model.guidance.divergence)",
+    "uni-instruct": "uni3d: text to 3D by Uni-Instruct, forward KL (configs/uni-instruct-fkl.yaml)",
+    "uni-instruct-rkl": "uni3d: text to 3D by Uni-Instruct, reverse KL (configs/uni-instruct-rkl.yaml)",
+    "uni-instruct-jeffreys": "uni3d: text to 3D by Uni-Instruct, Jeffreys (configs/uni-instruct-jeffreys.yaml)",
+    "uni-instruct-js": "uni3d: text to 3D by Uni-Instruct, Jensen-Shannon without its DI term "
+                       "(configs/uni-instruct-js.yaml)",
 }
 
 
@@ -107,3 +126,9 @@ def trainer_config(method: str) -> TrainerConfig:
 uni3d_sds = MethodSpecification(config=trainer_config("sds"), description=DESCRIPTIONS["sds"])
 uni3d_vsd = MethodSpecification(config=trainer_config("vsd"), description=DESCRIPTIONS["vsd"])
 uni3d_uni_instruct = MethodSpecification(config=trainer_config("uni-instruct"), description=DESCRIPTIONS["uni-instruct"])
+uni3d_uni_instruct_rkl = MethodSpecification(config=trainer_config("uni-instruct-rkl"),
+                                             description=DESCRIPTIONS["uni-instruct-rkl"])
+uni3d_uni_instruct_jeffreys = MethodSpecification(config=trainer_config("uni-instruct-jeffreys"),
+                                                  description=DESCRIPTIONS["uni-instruct-jeffreys"])
+uni3d_uni_instruct_js = MethodSpecification(config=trainer_config("uni-instruct-js"),
+                                            description=DESCRIPTIONS["uni-instruct-js"])
