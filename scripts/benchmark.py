@@ -99,22 +99,25 @@ BAR, GOAL = 0.035, 0.025
 """Chamfer-L1 of the quality bar of `uni3d generate`'s defaults, and the level to reach for."""
 
 
+def missed_bar(r: dict) -> list[str]:
+    """Why a run of a fully specified prompt misses the quality bar (nothing when it meets it)."""
+    if r["status"] != "ok":
+        return [r["error"] or "not run"]
+    return [
+        *([f"nearest {r['nearest_shape']}"] if not r["shape_correct"] else []),
+        *([f"Chamfer {r['chamfer']:.4f}"] if r["shape_correct"] and r["chamfer"] >= BAR else []),
+        *([f"colour {r['colour']}"] if not r["colour_correct"] else []),
+        *([f"{r['handles']} handles"] if r["janus_ok"] is False else []),
+    ]
+
+
 def quality_bar(rows: list[dict], methods: list[str]) -> str:
     """Per method, the runs of fully specified prompts that meet the bar: the nearest ground-truth shape is the
     prompt's at Chamfer-L1 < BAR, the colour is right and a mug has one handle; and what the others missed."""
     out = ["| method | runs meeting the bar | Chamfer-L1 < 0.025 | missed: prompt (seed): why |", "|---|---|---|---|"]
     for m in methods:
         runs = [r for r in rows if r["method"] == m and r["kind"] == "full"]
-        missed = []
-        for r in runs:
-            why = ([r["error"] or "not run"] if r["status"] != "ok" else []) or [
-                *([f"nearest {r['nearest_shape']}"] if not r["shape_correct"] else []),
-                *([f"Chamfer {r['chamfer']:.4f}"] if r["shape_correct"] and r["chamfer"] >= BAR else []),
-                *([f"colour {r['colour']}"] if not r["colour_correct"] else []),
-                *([f"{r['handles']} handles"] if r["janus_ok"] is False else []),
-            ]
-            if why:
-                missed.append(f"{r['prompt']} ({r['seed']}): {', '.join(why)}")
+        missed = [f"{r['prompt']} ({r['seed']}): {', '.join(why)}" for r in runs if (why := missed_bar(r))]
         goal = sum(r["status"] == "ok" and r["shape_correct"] and r["chamfer"] < GOAL for r in runs)
         out.append(f"| {m} | {len(runs) - len(missed)} of {len(runs)} | {goal} of {len(runs)} | {'; '.join(missed) or '-'} |")
     return "\n".join(out)
@@ -178,6 +181,21 @@ def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> l
         grid_figure(cells, methods, shown, fig_dir / "grid.png")
         lines += [f"Front views (azimuth 0), seed {seed}; every prompt and the turntables are in `report.html`.", "",
                   f"![comparison grid]({rel}/grid.png)", ""]
+    misses = {m: [r for r in rows if r["method"] == m and r["kind"] == "full" and r["status"] == "ok" and missed_bar(r)]
+              for m in methods}
+    shown_misses = {m: rs[:MISSES_SHOWN] for m, rs in misses.items() if rs}
+    if shown_misses:
+        width = max(map(len, shown_misses.values()))
+        pad = lambda xs, fill: xs + [fill] * (width - len(xs))  # noqa: E731
+        grid_figure([pad([_image(r) for r in rs], None) for rs in shown_misses.values()], list(shown_misses),
+                    [""] * width, fig_dir / "misses.png",
+                    captions=[pad([f"{r['prompt']} ({r['seed']})\n{', '.join(missed_bar(r))}" for r in rs], "")
+                              for rs in shown_misses.values()])
+        more = {m: len(misses[m]) - len(rs) for m, rs in shown_misses.items() if len(misses[m]) > len(rs)}
+        lines += ["The finished runs that missed the quality bar, front views"
+                  + (f" (the first {MISSES_SHOWN} of a method; more: "
+                     + ", ".join(f"{m} {n}" for m, n in more.items()) + ")" if more else "") + ":", "",
+                  f"![runs that missed the bar]({rel}/misses.png)", ""]
     for p in [p for p in ("a mug", "a red object") if any(r["prompt"] == p for r in rows)]:
         seeds = sorted({r["seed"] for r in rows if r["prompt"] == p})
         name = f"diversity-{p.replace(' ', '-')}.png"
@@ -185,6 +203,10 @@ def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> l
                     fig_dir / name)
         lines += [f"`{p}` over seeds:", "", f"![{p} over seeds]({rel}/{name})", ""]
     return lines
+
+
+MISSES_SHOWN = 10
+"""Runs per method in the figure of the runs that missed the quality bar."""
 
 
 def _image(row: dict | None):

@@ -36,6 +36,8 @@ class FakeRuns:
     """prompt -> exception raised after config.yaml is written (a run dying half way)."""
     kill: set = field(default_factory=set)
     """(prompt, method): KeyboardInterrupt once the run's files are written, before its evaluation (a killed batch)."""
+    recolour: dict = field(default_factory=dict)
+    """(prompt, method) -> the colour its object gets instead of the prompt's (a run that misses the bar)."""
 
     def generate(self, cfg):
         import imageio.v3 as iio
@@ -55,7 +57,8 @@ class FakeRuns:
             raise self.fail[cfg.prompt]
         p = parse_prompt(cfg.prompt)
         seed = cfg.train.seed
-        mesh, multiview, frames = _object(p.shape or SHAPE_NAMES[seed % 6], p.colour or COLOUR_NAMES[seed % 6])
+        colour = self.recolour.get((cfg.prompt, cfg.guidance.method), p.colour or COLOUR_NAMES[seed % 6])
+        mesh, multiview, frames = _object(p.shape or SHAPE_NAMES[seed % 6], colour)
         mesh.export(out / "mesh.glb")
         iio.imwrite(out / "multiview.png", multiview)
         iio.imwrite(out / "turntable.gif", frames, duration=80, loop=0)

@@ -82,3 +82,17 @@ def test_a_reading_written_for_other_runs_is_flagged(tmp_path):
     assert "Written when 10 runs had finished; the tables above now hold 12" in "".join(reading_section(path, 12))
     path.write_text("Forward KL won on cones.\n")  # no stamp: the document asks for one
     assert "<!-- written for 12 finished runs -->" in "".join(reading_section(path, 12))
+
+
+def test_runs_that_miss_the_bar_are_shown(fake_runs, tmp_path, monkeypatch):
+    fake_runs.recolour[("a red cube", "vsd")] = "blue"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("methods: [sds, vsd]\ngroups:\n  - {prompts: [a red cube], seeds: [0]}\noverrides: {train: {steps: 30}}\n")
+    doc = tmp_path / "docs" / "SMALL.md"
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--spec", str(spec), "--out", str(tmp_path / "bench"), "--doc", str(doc),
+                                      "--workers", "0", "--threads", "1", "--no-progress", "--records", str(tmp_path / "r")])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    text = doc.read_text()
+    assert "| vsd | 0 of 1 | 1 of 1 | a red cube (0): colour blue |" in text and "| sds | 1 of 1 |" in text
+    assert "The finished runs that missed the quality bar, front views:" in text
+    assert "![runs that missed the bar](small/misses.png)" in text and (doc.parent / "small" / "misses.png").is_file()

@@ -76,15 +76,18 @@ def front_view(run_dir: str | Path) -> np.ndarray | None:
     return None
 
 
-def grid_figure(cells: list[list[np.ndarray | None]], row_labels: list[str], col_labels: list[str], path: Path) -> Path:
-    """An image grid with labelled rows and columns, as a PNG (for docs)."""
+def grid_figure(cells: list[list[np.ndarray | None]], row_labels: list[str], col_labels: list[str], path: Path,
+                captions: list[list[str]] | None = None) -> Path:
+    """An image grid with labelled rows and columns, as a PNG (for docs); ``captions`` (one per cell) replace the
+    column labels with a title over every image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     r, c = len(row_labels), len(col_labels)
-    fig, axes = plt.subplots(r, c, figsize=(1.1 * c + 1.2, 1.15 * r + 0.6), squeeze=False)
+    tall = 0.35 if captions else 0.0  # room for a two-line caption over every image
+    fig, axes = plt.subplots(r, c, figsize=(1.1 * c + 1.2, (1.15 + tall) * r + 0.6), squeeze=False)
     for i in range(r):
         for j in range(c):
             ax = axes[i][j]
@@ -92,7 +95,9 @@ def grid_figure(cells: list[list[np.ndarray | None]], row_labels: list[str], col
             ax.imshow(img if img is not None else np.full((THUMB, THUMB, 3), 235, np.uint8))
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
+            if captions is not None:
+                ax.set_title(captions[i][j], fontsize=5.5)
+            elif i == 0:
                 ax.set_title(col_labels[j], fontsize=7)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=7)
