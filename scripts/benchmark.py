@@ -44,8 +44,11 @@ DEFINITIONS = """\
   ground-truth solid of the prompt's shape after the rotation about y that minimises Chamfer (an object may come
   out at any yaw); runs of prompts that fix the shape (`a COLOUR SHAPE`, `a SHAPE`).
 - **shape right (geometry)**: the nearest ground-truth shape by Chamfer is the prompt's.
-- **colour right (vertex colours)**: the palette colour nearest in direction to the mesh's area-weighted mean
-  vertex colour is the prompt's (prompts that fix the colour).
+- **colour right (vertex colours)**: the colour of the mesh's area-weighted mean vertex colour is the prompt's
+  (prompts that fix the colour). That colour is gray when the mean's saturation is below half that of the
+  palette's least saturated colour, and otherwise the palette colour nearest in hue (the mean less its smallest
+  channel): a mean over a surface is paler than its parts, and read as a whole RGB direction a pale green would be
+  gray. Each run's verdict is read again from its stored mean colour whenever the document is written.
 - **shape / colour right (classifier, 8 views)**: the shipped classifier (`assets/classifier/shapes-v1`) reads the
   run's eight `multiview.png` views (azimuth 0, 45, ..., 315 at elevation 15; training draws its views at
   random, so these are held out); the fraction of views read as the prompt's shape / colour.
@@ -87,6 +90,14 @@ def by_attribute(rows: list[dict], methods: list[str], attribute: str, metric: s
     return _table(["method", *names], body)
 
 
+def colour_agreement(ok: list[dict]) -> str:
+    """How often the two colour readings of a run, its vertex colours and the classifier's of its views, agree."""
+    both = [r for r in ok if r.get("colour") and r.get("view_colour")]
+    same = sum(r["colour"] == r["view_colour"] for r in both)
+    return (f"The two colour readings of a run, its mesh's vertex colours and the classifier's reading of its eight "
+            f"views, name the same colour in {same} of {len(both)} finished runs.")
+
+
 def handle_counts(rows: list[dict], methods: list[str]) -> str:
     body = []
     for m in methods:
@@ -124,7 +135,10 @@ def quality_bar(rows: list[dict], methods: list[str]) -> str:
 
 
 def readings(summary: dict) -> list[str]:
-    """For each metric, the best method by its mean, and whether its interval separates it from the next."""
+    """For each metric, the best method by its mean, and whether its interval separates it from the next; a method
+    with runs not finished says so, as its mean covers only part of the batch."""
+    partial = {k: f"; {s['runs']['n'] - s['failed']['n']} of {s['runs']['n']} runs finished" for k, s in summary.items()
+               if s["failed"]["n"]}
     out = []
     for m in [*METRICS, DIVERSITY]:
         scored = [(k, s[m.name]) for k, s in summary.items() if s[m.name]["n"] and not np.isnan(s[m.name]["mean"])]
@@ -135,7 +149,8 @@ def readings(summary: dict) -> list[str]:
         if a["mean"] == b["mean"]:
             out.append(f"- {m.label}: {best} and {second} tie at {m.fmt.format(a['mean'])}.")
             continue
-        head = f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}), then {second} ({m.fmt.format(b['mean'])}); "
+        head = (f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}{partial.get(best, '')}), then {second} "
+                f"({m.fmt.format(b['mean'])}{partial.get(second, '')}); ")
         if min(a["n"], b["n"]) < 2:
             out.append(head + "one run only: no interval, nothing separated.")
             continue
@@ -334,6 +349,7 @@ def main() -> None:
         by_attribute(rows, methods, "shape", "fscore", SHAPE_NAMES), "",
         "Colour right (vertex colours) by the prompt's colour:", "",
         by_attribute(rows, methods, "colour", "colour_correct", COLOUR_NAMES), "",
+        colour_agreement(ok), "",
         "## The Janus test (mug prompts)", "", handle_counts(rows, methods), "",
         "## Figures", "", *figures(rows, methods, fig_dir, args.out),
         "## What is measured", "", DEFINITIONS,

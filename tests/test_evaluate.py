@@ -35,6 +35,15 @@ def test_colour_direction_ignores_shading():
         assert nearest_colour(np.asarray(rgb) * 0.45) == name
 
 
+def test_a_pale_colour_keeps_its_hue():
+    """A surface's mean colour is paler than its parts: a third light gray, every palette colour still reads as itself;
+    a gray with a tint reads gray."""
+    for name, rgb in COLOURS.items():
+        assert nearest_colour(np.asarray(rgb) * 2 / 3 + 0.8 / 3) == name
+    assert nearest_colour([0.28, 0.55, 0.28]) == "green" and nearest_colour([0.72, 0.40, 0.41]) == "red"
+    assert nearest_colour([0.56, 0.66, 0.69]) == "gray"  # a bluish gray
+
+
 def test_handles_of_every_ground_truth_shape_are_its_genus(meshes):
     from uni3d.evaluate import SHAPE_GENUS
 

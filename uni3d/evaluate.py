@@ -2,7 +2,7 @@
 
 Geometry: Chamfer-L1 and F-score@0.05 after the best rotation about y (objects may come out at
 any yaw), against every ground-truth shape, and the volumetric IoU at that yaw; colour: the
-palette colour nearest in direction (so shading's uniform darkening does not matter), from the
+palette colour nearest in hue, or gray below a saturation (a surface's mean is paler than its parts), from the
 vertex colours and from the shipped classifier reading the run's eight ``multiview.png`` views
 (azimuth 0, 45, ..., 315 at elevation 15: fixed views, while training draws its views at random);
 the mug's Janus test: the number of handles, read as the genus of the closed surface (which the other
@@ -75,10 +75,33 @@ def best_yaw(pred: np.ndarray, shape: str) -> tuple[float, float, float]:
     return ch, f, float(fine[1] % 360)
 
 
-def nearest_colour(rgb: np.ndarray) -> str:
-    """The palette colour whose direction in RGB is closest to ``rgb`` (shading scales all channels)."""
-    v = rgb / max(1e-6, np.linalg.norm(rgb))
-    sims = {n: float(np.dot(v, np.asarray(c) / np.linalg.norm(c))) for n, c in COLOURS.items()}
+def saturation(rgb) -> float:
+    """HSV saturation, (max - min) / max: 0 for a gray, unchanged when shading scales all channels."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return float((rgb.max() - rgb.min()) / max(1e-6, rgb.max()))
+
+
+GRAY_SATURATION = 0.5 * min(saturation(c) for n, c in COLOURS.items() if n != "gray")
+"""Below this saturation a colour reads as gray: half that of the palette's least saturated colour (purple's)."""
+
+
+def _chroma(rgb) -> np.ndarray:
+    """``rgb`` less its gray part (its smallest channel), as a unit vector: its hue, blind to shading (which
+    scales every channel) and to a wash of white or gray (which adds the same to every channel)."""
+    c = np.asarray(rgb, dtype=np.float64) - np.min(rgb)
+    return c / max(1e-9, float(np.linalg.norm(c)))
+
+
+def nearest_colour(rgb) -> str:
+    """``gray`` when ``rgb`` is less saturated than ``GRAY_SATURATION``, else the other palette colour nearest
+    in hue (the direction of its colour less its gray part).
+
+    A mean over a surface is paler than its parts. Compared as whole RGB directions, a pale green
+    (0.28, 0.55, 0.28) is nearer gray than green, and a pale red (0.72, 0.40, 0.41) nearer yellow than red."""
+    if saturation(rgb) < GRAY_SATURATION:
+        return "gray"
+    hue = _chroma(rgb)
+    sims = {n: float(np.dot(hue, _chroma(c))) for n, c in COLOURS.items() if n != "gray"}
     return max(sims, key=sims.get)
 
 

@@ -96,3 +96,18 @@ def test_runs_that_miss_the_bar_are_shown(fake_runs, tmp_path, monkeypatch):
     assert "| vsd | 0 of 1 | 1 of 1 | a red cube (0): colour blue |" in text and "| sds | 1 of 1 |" in text
     assert "The finished runs that missed the quality bar, front views:" in text
     assert "![runs that missed the bar](small/misses.png)" in text and (doc.parent / "small" / "misses.png").is_file()
+    assert "name the same colour in 2 of 2 finished runs" in text  # the recoloured cube reads blue both ways
+
+
+def test_a_method_with_runs_not_finished_says_so_in_the_readings():
+    from uni3d.compare.stats import DIVERSITY, METRICS
+
+    readings = runpy.run_path(str(SCRIPT))["readings"]
+
+    def stats(chamfer: float, failed: int) -> dict:
+        s = {m.name: {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0} for m in (*METRICS, DIVERSITY)}
+        s["chamfer"] = {"mean": chamfer, "lo": chamfer - 1e-3, "hi": chamfer + 1e-3, "n": 10 - failed}
+        return {**s, "runs": {"n": 10}, "failed": {"n": failed}}
+
+    (line,) = readings({"sds": stats(0.02, 0), "vsd": stats(0.01, 4)})
+    assert line.startswith("- Chamfer-L1: best mean **vsd** (0.0100; 6 of 10 runs finished), then sds (0.0200); ")

@@ -104,3 +104,14 @@ def test_reports_render_and_the_html_is_self_contained(rows, tmp_path):
     md = (out / "report.md").read_text()
     assert "| sds | 4 (0) |" in md and "| vsd | 5 (1) |" in md and "| a mug | colour | 3/3, H=1.00" in md
     assert iio.imread(out / "metrics.png").shape[1] > 800
+
+
+def test_a_row_reads_the_colour_again_under_the_current_rule(tmp_path):
+    from uni3d.compare.results import ok_row
+    from uni3d.compare.spec import BatchSpec, PromptGroup, plan
+
+    (task,) = plan(BatchSpec(methods=["sds"], groups=[PromptGroup(["a green cone"], [1])]), tmp_path)
+    # scored when the nearest RGB direction decided the colour: this pale green read as gray
+    row = ok_row(task, {"colour": "gray", "colour_correct": False, "colour_rgb": [0.2781, 0.5451, 0.2845]})
+    assert row["colour"] == "green" and row["colour_correct"] is True
+    assert ok_row(task, {"colour": "gray", "colour_correct": False})["colour_correct"] is False  # nothing to re-read
