@@ -196,15 +196,15 @@ def figures(rows: list[dict], methods: list[str], fig_dir: Path, out: Path) -> l
         grid_figure(cells, methods, shown, fig_dir / "grid.png")
         lines += [f"Front views (azimuth 0), seed {seed}; every prompt and the turntables are in `report.html`.", "",
                   f"![comparison grid]({rel}/grid.png)", ""]
-    misses = {m: [r for r in rows if r["method"] == m and r["kind"] == "full" and r["status"] == "ok" and missed_bar(r)]
-              for m in methods}
+    misses = {m: [(r, why) for r in rows if r["method"] == m and r["kind"] == "full" and r["status"] == "ok"
+                  and (why := missed_bar(r))] for m in methods}
     shown_misses = {m: rs[:MISSES_SHOWN] for m, rs in misses.items() if rs}
     if shown_misses:
         width = max(map(len, shown_misses.values()))
         pad = lambda xs, fill: xs + [fill] * (width - len(xs))  # noqa: E731
-        grid_figure([pad([_image(r) for r in rs], None) for rs in shown_misses.values()], list(shown_misses),
+        grid_figure([pad([_image(r) for r, _ in rs], None) for rs in shown_misses.values()], list(shown_misses),
                     [""] * width, fig_dir / "misses.png",
-                    captions=[pad([f"{r['prompt']} ({r['seed']})\n{', '.join(missed_bar(r))}" for r in rs], "")
+                    captions=[pad([f"{r['prompt']} ({r['seed']})\n{', '.join(why)}" for r, why in rs], "")
                               for rs in shown_misses.values()])
         more = {m: len(misses[m]) - len(rs) for m, rs in shown_misses.items() if len(misses[m]) > len(rs)}
         lines += ["The finished runs that missed the quality bar, front views"

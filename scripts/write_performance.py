@@ -79,8 +79,8 @@ def share_reading(data: dict, methods: list[str]) -> list[str]:
             f"scene side under {need * 1e3:.1f} ms, {scene / need:.1f}x faster. The scene side costs the same whatever "
             "the method, so the method with the fewest UNet passes (one CFG-batched teacher pass, no fake score) has "
             "the largest share; with the small shapes teacher that pass is short, with a Stable Diffusion UNet it is "
-            "far longer. The lever large enough that we know of, fewer samples per ray, would change every method's results and so "
-            "the benchmark; it has not been taken.")
+            "far longer. The lever large enough that we know of, fewer samples per ray, would change every method's "
+            "results and so the benchmark; it has not been taken.")
     return lines + [""] if lines else []
 
 

@@ -105,6 +105,14 @@ def nearest_colour(rgb) -> str:
     return max(sims, key=sims.get)
 
 
+def colour_verdict(prompt: str, rgb) -> tuple[str, bool | None]:
+    """The colour read from a mesh's mean colour ``rgb`` and whether it is the prompt's (None: the prompt leaves
+    the colour free)."""
+    want = parse_prompt(prompt).colour
+    colour = nearest_colour(rgb)
+    return colour, None if want is None else colour == want
+
+
 def mesh_colour(mesh: trimesh.Trimesh) -> np.ndarray:
     """Area-weighted mean vertex colour in [0, 1]."""
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255.0
@@ -228,7 +236,7 @@ def score_mesh(mesh: trimesh.Trimesh, prompt: str, n: int = 10000, iou_resolutio
     target = want.shape or nearest
     ch, f, yaw = by_shape[target]
     rgb = mesh_colour(mesh)
-    colour = nearest_colour(rgb)
+    colour, colour_correct = colour_verdict(prompt, rgb)
     handles = genus(mesh)
     return MeshScore(
         prompt=prompt, nearest_shape=nearest, chamfer=ch, fscore=f, iou=volumetric_iou(mesh, target, yaw, iou_resolution),
@@ -236,7 +244,7 @@ def score_mesh(mesh: trimesh.Trimesh, prompt: str, n: int = 10000, iou_resolutio
         colour=colour, colour_rgb=[round(float(x), 4) for x in rgb], handles=handles,
         janus_ok=handles == 1 if target == "mug" else None,
         shape_correct=None if want.shape is None else nearest == want.shape,
-        colour_correct=None if want.colour is None else colour == want.colour,
+        colour_correct=colour_correct,
     )
 
 
@@ -303,4 +311,5 @@ def diversity(prompt: str, results: list[dict]) -> dict:
 
 
 __all__ = ["score_mesh", "evaluate_run", "chamfer_fscore", "volumetric_iou", "score_views", "diversity", "nearest_colour",
+           "colour_verdict",
            "genus", "COLOUR_NAMES"]

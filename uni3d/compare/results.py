@@ -36,17 +36,15 @@ def finished(run_dir: Path) -> bool:
 
 def ok_row(task: RunTask, evaluation: dict) -> dict:
     """The row of a finished run. Its colour verdict is read again from the mean colour the run measured
-    (``colour_rgb``), under the current ``uni3d.evaluate.nearest_colour``: a run scored under an earlier rule
+    (``colour_rgb``), under the current ``uni3d.evaluate.colour_verdict``: a run scored under an earlier rule
     reads as one scored today."""
-    from uni3d.evaluate import nearest_colour
+    from uni3d.evaluate import colour_verdict
 
     row = {k: evaluation.get(k) for k in COLUMNS}
     row.update(method=task.method, prompt=task.prompt, seed=task.seed, kind=kind(task.prompt), status="ok", error="",
                train_seconds=evaluation.get("train_seconds_this_session"), run_dir=str(task.run_dir))
     if evaluation.get("colour_rgb") is not None:
-        want = parse_prompt(task.prompt).colour
-        row["colour"] = nearest_colour(evaluation["colour_rgb"])
-        row["colour_correct"] = None if want is None else row["colour"] == want
+        row["colour"], row["colour_correct"] = colour_verdict(task.prompt, evaluation["colour_rgb"])
     return row
 
 
