@@ -21,6 +21,7 @@ machines and sessions instead of having to run in one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import re
@@ -276,9 +277,22 @@ def settings(spec, out: Path) -> list[str]:
         g = cfg.guidance
         off = [term.upper() for term in ("sim", "fgm", "di", "cross") if not getattr(g, term)]
         variant = f" ({g.divergence}{'; without ' + ', '.join(off) if off else ''})" if g.method == "uni-instruct" else ""
+        tuned = scene_settings(cfg)
         lines.append(f"| {method_label(m)} | {g.method}{variant} | "
-                     f"{g.cfg_scale:g} | {cfg.train.steps} | {cfg.train.views} | {cfg.train.resolution} | {cfg.scene} |")
-    return ["| method | guidance | CFG | steps | views / step | render px | scene |", "|---|---|---|---|---|---|---|", *lines]
+                     f"{g.cfg_scale:g} | {cfg.train.steps} | {cfg.train.views} | {cfg.train.resolution} | {cfg.scene}"
+                     f"{' (' + ', '.join(tuned) + ')' if tuned else ''} |")
+    return ["| method | guidance | CFG | steps | views / step | render px | scene (settings its preset changes) |",
+            "|---|---|---|---|---|---|---|", *lines]
+
+
+def scene_settings(cfg) -> list[str]:
+    """The scene's settings that differ from its defaults, as ``name value``."""
+    section = getattr(cfg, cfg.scene, None)
+    if not dataclasses.is_dataclass(section):
+        return []
+    default = type(section)()
+    return [f"{f.name} {getattr(section, f.name)}" for f in dataclasses.fields(section)
+            if getattr(section, f.name) != getattr(default, f.name)]
 
 
 def main() -> None:

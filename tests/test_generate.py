@@ -272,14 +272,17 @@ def test_method_preset_without_the_presets_directory_is_an_error(tmp_path, monke
         uni3d.config.method_preset("sds", "fkl")
 
 
-@pytest.mark.parametrize("flags,method,cfg_scale", [(["--method", "sds"], "sds", 20.0),
-                                                    (["--method=sds", "--cfg-scale", "12"], "sds", 12.0),
-                                                    (["--method", "vsd"], "vsd", 7.5)])
-def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, flags, method, cfg_scale, monkeypatch):
-    """`--method sds` runs SDS as configs/sds.yaml tunes it (CFG 20), and flags still override the preset."""
+@pytest.mark.parametrize("flags,method,cfg_scale,blob", [(["--method", "sds"], "sds", 20.0, 0.42),
+                                                         (["--method=sds", "--cfg-scale", "12"], "sds", 12.0, 0.42),
+                                                         (["--method", "vsd"], "vsd", 7.5, 0.5)])
+def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, flags, method, cfg_scale, blob,
+                                                   monkeypatch):
+    """`--method sds` runs SDS as configs/sds.yaml tunes it (CFG 20, a smaller initial blob), and flags still
+    override the preset."""
     monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), *flags, "--out", str(out), *FAST]) == 0
     saved = load_run_config(out / "config.yaml")
     assert saved.guidance.method == method
     assert saved.guidance.cfg_scale == cfg_scale
+    assert saved.nerf.blob_radius == blob

@@ -71,6 +71,15 @@ def test_settings_name_the_terms_a_preset_turns_off(tmp_path):
     assert rows[3].startswith("| uni-instruct-js | uni-instruct (js; without DI) | 3 |")  # configs/uni-instruct-js.yaml
 
 
+def test_settings_name_the_scene_settings_a_preset_changes(tmp_path):
+    settings = runpy.run_path(str(SCRIPT))["settings"]
+    spec = BatchSpec(methods=["uni-instruct-fkl"], groups=[PromptGroup(["a red mug"], [0])],
+                     overrides={"nerf": {"blob_radius": 0.3}})
+    assert settings(spec, tmp_path)[2].endswith("| nerf (blob_radius 0.3) |")
+    spec = BatchSpec(methods=["uni-instruct-fkl"], groups=[PromptGroup(["a red mug"], [0])])
+    assert settings(spec, tmp_path)[2].endswith("| nerf |")
+
+
 def test_a_reading_written_for_other_runs_is_flagged(tmp_path):
     reading_section = runpy.run_path(str(SCRIPT))["reading_section"]
     path = tmp_path / "reading.md"

@@ -135,5 +135,8 @@ def test_an_arbitrary_viewer_camera_renders(tiny_shapes_dir):
 def test_methods_train_with_their_presets(method, preset):
     config = trainer_config(method)
     assert config.method_name == f"uni3d-{method}" and method in PRESETS
-    assert config.pipeline.model.guidance == load_preset(CONFIGS / preset, GenerateConfig()).guidance
+    want = load_preset(CONFIGS / preset, GenerateConfig())
+    model = config.pipeline.model
+    assert (model.guidance, model.nerf, model.fake) == (want.guidance, want.nerf, want.fake)
+    assert config.max_num_iterations == want.train.steps and config.pipeline.datamanager.resolution == want.train.resolution
     assert (config.pipeline.model.guidance.di is False) == (method == "uni-instruct-js")  # JS's preset drops DI

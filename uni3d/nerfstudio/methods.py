@@ -2,8 +2,8 @@
 ``uni3d-uni-instruct-rkl``, ``-jeffreys`` and ``-js``.
 
 Registered through the ``nerfstudio.method_configs`` entry points of ``pyproject.toml``. Each trains the uni3d
-NeRF with one guidance method, with the guidance of its preset in ``configs/`` (read from the YAML, as
-``uni3d generate`` reads it) and the optimizers of
+NeRF with one guidance method, with the settings of its preset in ``configs/`` (read from the YAML, as
+``uni3d generate`` reads it: guidance, and any scene, training or fake-score setting it tunes) and the optimizers of
 ``uni3d.training.Trainer`` (Adam, betas 0.9/0.99, eps 1e-15 on the scene; AdamW on the fake score), one
 nerfstudio parameter group each: ``grids``, ``mlp`` and, for VSD and Uni-Instruct, ``fake_score``.
 
@@ -24,12 +24,10 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from uni3d.config import GenerateConfig, load_preset, preset_path
 from uni3d.errors import UserError
-from uni3d.guidance.config import GuidanceConfig
 from uni3d.nerfstudio.datamanager import Uni3DDataManagerConfig
 from uni3d.nerfstudio.model import Uni3DModelConfig
 from uni3d.scenes.nerf import NeRFConfig
 from uni3d.teachers.fake_score import FakeScoreConfig
-from uni3d.training import TrainConfig
 
 
 @dataclass
@@ -66,16 +64,16 @@ PRESET_FILES = {
 """Each ns-train method (``uni3d-NAME``) and its preset, ``configs/PRESET.yaml``."""
 
 
-def _preset_guidance(preset: str) -> GuidanceConfig:
+def _preset(preset: str) -> GenerateConfig:
     try:
-        return load_preset(preset_path(preset), GenerateConfig()).guidance
+        return load_preset(preset_path(preset), GenerateConfig())
     except UserError as exc:
         raise UserError(f"uni3d's ns-train methods read their presets from configs/: {exc}; install uni3d from its "
                         "source checkout (pip install -e '.[nerfstudio]')") from None
 
 
-PRESETS = {name: _preset_guidance(preset) for name, preset in PRESET_FILES.items()}
-"""The guidance of each method, from its preset YAML."""
+PRESETS = {name: _preset(preset) for name, preset in PRESET_FILES.items()}
+"""The settings of each method: ``uni3d generate``'s defaults with its preset YAML applied."""
 
 DESCRIPTIONS = {
     "sds": "uni3d: text to 3D by SDS (DreamFusion) on the uni3d NeRF",
@@ -100,9 +98,9 @@ def optimizers(nerf: NeRFConfig, fake: FakeScoreConfig | None, lr_scale: float =
 
 
 def trainer_config(method: str) -> TrainerConfig:
-    """A fresh TrainerConfig of ``uni3d-METHOD`` (with uni3d generate's defaults)."""
-    guidance = copy.deepcopy(PRESETS[method])
-    train, nerf, fake = TrainConfig(), NeRFConfig(), FakeScoreConfig()
+    """A fresh TrainerConfig of ``uni3d-METHOD``: ``uni3d generate``'s defaults with the method's preset applied."""
+    preset = copy.deepcopy(PRESETS[method])
+    guidance, train, nerf, fake = preset.guidance, preset.train, preset.nerf, preset.fake
     return TrainerConfig(
         method_name=f"uni3d-{method}",
         steps_per_save=train.checkpoint_every,
@@ -114,9 +112,10 @@ def trainer_config(method: str) -> TrainerConfig:
         pipeline=VanillaPipelineConfig(
             datamanager=Uni3DDataManagerConfig(views=train.views, resolution=train.resolution, seed=train.seed,
                                                elevation_range=train.elevation_range),
-            model=Uni3DModelConfig(guidance=guidance, fake=fake, nerf=nerf, seed=train.seed),
+            model=Uni3DModelConfig(guidance=guidance, fake=fake, nerf=nerf, seed=train.seed,
+                                   regularizer_weights=dict(train.regularizer_weights)),
         ),
-        optimizers=optimizers(nerf, fake if guidance.needs_fake_score else None),
+        optimizers=optimizers(nerf, fake if guidance.needs_fake_score else None, train.lr_scale),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 14, websocket_host="127.0.0.1"),
         vis="viewer",
         machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),
