@@ -57,10 +57,11 @@ def test_quality_bar_names_what_each_missing_run_missed():
             dict(ok, prompt="a red cone", shape_correct=False, nearest_shape="cylinder", chamfer=0.05),
             dict(ok, prompt="a red mug", chamfer=0.04, colour_correct=False, colour="blue", janus_ok=False, handles=2),
             dict(ok, prompt="a red sphere", status="error", error="RuntimeError: boom", chamfer=None),
-            dict(ok, prompt="a mug", kind="shape-only", shape_correct=False)]  # not fully specified: not counted
+            dict(ok, prompt="a mug", kind="shape-only", shape_correct=False),  # not fully specified: not counted
+            *[dict(ok, prompt=f"a {c} cube", status="error", error="not run", chamfer=None) for c in ("blue", "gray")]]
     line = bar(rows, ["sds"]).splitlines()[-1]
-    assert line == ("| sds | 2 of 5 | 1 of 5 | a red cone (0): nearest cylinder; a red mug (0): Chamfer 0.0400, "
-                    "colour blue, 2 handles; a red sphere (0): RuntimeError: boom |")
+    assert line == ("| sds | 2 of 7 | 1 of 7 | a red cone (0): nearest cylinder; a red mug (0): Chamfer 0.0400, "
+                    "colour blue, 2 handles; a red sphere (0): RuntimeError: boom; 2 not run yet |")
 
 
 def test_settings_name_the_terms_a_preset_turns_off(tmp_path):
