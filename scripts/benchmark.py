@@ -129,10 +129,11 @@ def quality_bar(rows: list[dict], methods: list[str]) -> str:
     out = ["| method | runs meeting the bar | Chamfer-L1 < 0.025 | missed: prompt (seed): why |", "|---|---|---|---|"]
     for m in methods:
         runs = [r for r in rows if r["method"] == m and r["kind"] == "full"]
-        not_run = sum(missed_bar(r) == ["not run"] for r in runs)  # counted, not listed: a batch under way has many
-        missed = [f"{r['prompt']} ({r['seed']}): {', '.join(why)}" for r in runs
-                  if (why := missed_bar(r)) and why != ["not run"]] + ([f"{not_run} not run yet"] if not_run else [])
-        met = sum(not missed_bar(r) for r in runs)
+        whys = [(r, missed_bar(r)) for r in runs]
+        not_run = sum(why == ["not run"] for _, why in whys)  # counted, not listed: a batch under way has many
+        missed = [f"{r['prompt']} ({r['seed']}): {', '.join(why)}" for r, why in whys
+                  if why and why != ["not run"]] + ([f"{not_run} not run yet"] if not_run else [])
+        met = sum(not why for _, why in whys)
         goal = sum(r["status"] == "ok" and r["shape_correct"] and r["chamfer"] < GOAL for r in runs)
         out.append(f"| {m} | {met} of {len(runs)} | {goal} of {len(runs)} | {'; '.join(missed) or '-'} |")
     return "\n".join(out)
