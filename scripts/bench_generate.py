@@ -9,6 +9,13 @@ step spent outside the UNet passes (render, its backward and the scene's update;
 and the process's peak resident memory (budget <= 2 GB); and what the run made, scored by `uni3d evaluate`
 (nearest ground-truth shape, Chamfer-L1, colour, handles). Runs go to runs/bench_generate/METHOD.
 Run it on an otherwise idle machine: the times are wall clock.
+
+Any other flag goes to every `uni3d generate` (a trial of a setting); give such a run its own --out, e.g.
+
+    python scripts/bench_generate.py --methods sds --out docs/performance/levers/sds-samples-32.json \
+        --nerf.samples-per-ray 32
+
+and docs/PERFORMANCE.md lists the trials under docs/performance/levers/ beside the defaults.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ def run(method: str, prompt: str, out: Path, extra: list[str]) -> dict:
         "handles": score["handles"],
         "steps": m["steps"], "train_seconds": m["train_seconds_this_session"], "process_seconds": round(wall, 1),
         "seconds_per_step": m["seconds_per_step"], "outside_unet_share": m["outside_unet_share"],
-        "peak_memory_mb": m["peak_memory_mb"],
+        "peak_memory_mb": m["peak_memory_mb"], "flags": extra,
     }
 
 
@@ -51,7 +58,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_generate"))
     ap.add_argument("--out", type=Path, default=Path("docs/performance/generate.json"))
-    args, extra = ap.parse_known_args()  # any other flag goes to every uni3d generate (for trials, not the doc)
+    args, extra = ap.parse_known_args()  # any other flag goes to every uni3d generate (a trial)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for method in args.methods:
         out = args.runs / method
@@ -59,7 +66,8 @@ def main() -> None:
             shutil.rmtree(out)
         results[method] = run(method, args.prompt, out, extra)
         print(method, json.dumps(results[method]), flush=True)
-    results["command"] = f'python scripts/bench_generate.py --prompt "{args.prompt}"'
+    results["command"] = " ".join(["python scripts/bench_generate.py", f'--prompt "{args.prompt}"', *(
+        [f"--methods {' '.join(args.methods)}", f"--out {args.out}", *extra] if extra else [])])
     results["budget_seconds"] = BUDGET_SECONDS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

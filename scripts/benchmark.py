@@ -283,10 +283,20 @@ def settings(spec, out: Path) -> list[str]:
         variant = f" ({g.divergence}{'; without ' + ', '.join(off) if off else ''})" if g.method == "uni-instruct" else ""
         tuned = scene_settings(cfg)
         lines.append(f"| {method_label(m)} | {g.method}{variant} | "
-                     f"{g.cfg_scale:g} | {cfg.train.steps} | {cfg.train.views} | {cfg.train.resolution} | {cfg.scene}"
-                     f"{' (' + ', '.join(tuned) + ')' if tuned else ''} |")
-    return ["| method | guidance | CFG | steps | views / step | render px | scene (settings its preset changes) |",
-            "|---|---|---|---|---|---|---|", *lines]
+                     f"{g.cfg_scale:g} | {time_schedule(g)} | {cfg.train.steps} | {cfg.train.views} | "
+                     f"{cfg.train.resolution} | {cfg.scene}{' (' + ', '.join(tuned) + ')' if tuned else ''} |")
+    return ["| method | guidance | CFG | diffusion time t | steps | views / step | render px "
+            "| scene (settings its preset changes) |",
+            "|---|---|---|---|---|---|---|---|", *lines]
+
+
+def time_schedule(g) -> str:
+    """The range t is drawn from, as fractions of the noise table: fixed, or where it starts and ends and the
+    steps over which it moves."""
+    start, end = g.t_range(0), g.t_range(g.anneal_start + g.anneal_steps)
+    if start == end:
+        return f"{start[0]:g}-{start[1]:g}"
+    return f"{start[0]:g}-{start[1]:g}, to {end[0]:g}-{end[1]:g} over steps {g.anneal_start}-{g.anneal_start + g.anneal_steps}"
 
 
 def scene_settings(cfg) -> list[str]:

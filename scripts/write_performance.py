@@ -79,9 +79,35 @@ def share_reading(data: dict, methods: list[str]) -> list[str]:
             f"scene side under {need * 1e3:.1f} ms, {scene / need:.1f}x faster. The scene side costs the same whatever "
             "the method, so the method with the fewest UNet passes (one CFG-batched teacher pass, no fake score) has "
             "the largest share; with the small shapes teacher that pass is short, with a Stable Diffusion UNet it is "
-            "far longer. The lever large enough that we know of, fewer samples per ray, would change every method's "
-            "results and so the benchmark; it has not been taken.")
+            "far longer. The levers tried on the scene side are below.")
     return lines + [""] if lines else []
+
+
+def levers_section(trials: list[dict]) -> list[str]:
+    """Settings tried against the outside-the-UNet budget: one row per trial file and method."""
+    lines = [
+        "## Levers tried on the scene side",
+        "",
+        "Each row is the default run with the settings named, measured as above by the command under the table",
+        "(each trial's JSON in docs/performance/levers/ holds its command).",
+        "",
+        "| method | settings changed | s / step | scene side, ms / step | UNet passes, ms / step | outside the UNet "
+        "| training, s | what it made: nearest shape, Chamfer-L1, colour, handles |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for data in trials:
+        commands.append(data["command"])
+        for m, r in data.items():
+            if not (isinstance(r, dict) and "steps" in r):
+                continue
+            sp = r["seconds_per_step"]
+            scene = sum(sp.get(k, 0.0) for k in SCENE_TIMINGS)
+            unet = sum(v for k, v in sp.items() if k not in SCENE_TIMINGS)
+            made = f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}"
+            lines.append(f"| {m} | `{' '.join(r['flags'])}` | {scene + unet:.3f} | {scene * 1e3:.1f} | {unet * 1e3:.1f} | "
+                         f"{r['outside_unet_share']:.0%} | {r['train_seconds']:.0f} | {made} |")
+    return lines + ["", "Commands:", ""] + [f"- `{c}`" for c in commands] + [""]
 
 
 SHARE_BUDGET = 0.20
@@ -96,6 +122,9 @@ def main() -> None:
     path = DOCS / "performance" / "generate.json"
     if path.exists():
         lines += generate_section(json.loads(path.read_text()))
+    trials = sorted((DOCS / "performance" / "levers").glob("*.json"))
+    if trials:
+        lines += levers_section([json.loads(t.read_text()) for t in trials])
     (DOCS / "PERFORMANCE.md").write_text("\n".join(lines))
     print(f"wrote {DOCS / 'PERFORMANCE.md'}")
 

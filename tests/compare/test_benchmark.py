@@ -1,5 +1,6 @@
 """scripts/benchmark.py writes the benchmark document from a batch (runs faked here, see conftest)."""
 
+import json
 import re
 import runpy
 import shutil
@@ -72,6 +73,15 @@ def test_settings_name_the_terms_a_preset_turns_off(tmp_path):
     assert rows[3].startswith("| uni-instruct-js | uni-instruct (js; without DI) | 3 |")  # configs/uni-instruct-js.yaml
 
 
+def test_settings_give_the_diffusion_time_schedule(tmp_path):
+    settings = runpy.run_path(str(SCRIPT))["settings"]
+    spec = BatchSpec(methods=["sds", "uni-instruct-fkl"], groups=[PromptGroup(["a red mug"], [0])],
+                     overrides={"guidance": {"anneal_steps": 100}})
+    sds, fkl = settings(spec, tmp_path)[2:]
+    assert "| 20 | 0.02-0.98 | 500 |" in sds  # no annealing: one range
+    assert "| 3 | 0.9-0.98, to 0.02-0.98 over steps 0-100 | 500 |" in fkl  # configs/uni-instruct-fkl.yaml, t_min from 0.9
+
+
 def test_settings_name_the_scene_settings_a_preset_changes(tmp_path):
     settings = runpy.run_path(str(SCRIPT))["settings"]
     spec = BatchSpec(methods=["uni-instruct-fkl"], groups=[PromptGroup(["a red mug"], [0])],
@@ -121,3 +131,18 @@ def test_a_method_with_runs_not_finished_says_so_in_the_readings():
 
     (line,) = readings({"sds": stats(0.02, 0), "vsd": stats(0.01, 4)})
     assert line.startswith("- Chamfer-L1: best mean **vsd** (0.0100; 6 of 10 runs finished), then sds (0.0200); ")
+
+
+def test_compare_records_scores_both_sides_as_the_benchmark_does(tmp_path):
+    compare = runpy.run_path(str(SCRIPT.with_name("compare_records.py")))["compare"]
+    ev = dict(prompt="a red mug", nearest_shape="mug", chamfer=0.02, shape_correct=True, colour="red",
+              colour_correct=True, handles=1, janus_ok=True)
+    for side, handles, seeds in (("before", 2, (0, 1)), ("after", 1, (0, 2))):
+        for seed in seeds:
+            run = tmp_path / side / "a-red-mug" / f"s{seed}"
+            run.mkdir(parents=True)
+            (run / "evaluation.json").write_text(json.dumps(dict(ev, handles=handles, janus_ok=handles == 1)))
+    lines = compare(tmp_path / "before", tmp_path / "after")
+    assert lines[2] == "| a red mug | 0 | mug, 0.0200, red, 2 (misses: 2 handles) | mug, 0.0200, red, 1 |"
+    assert len([line for line in lines if line.startswith("| a red mug |")]) == 1  # seeds 1 and 2: one side only
+    assert "bar met 0 of 1; below 0.025 1 of 1 | mean Chamfer-L1 0.0200; bar met 1 of 1" in lines[-1]
