@@ -25,7 +25,7 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     runpy.run_path(str(SCRIPT), run_name="__main__")
     text = doc.read_text()
     assert "**6 of 6 runs finished**" in text and "python scripts/benchmark.py --spec" in text
-    assert f"| sds | sds | 20 | 30 | {TrainConfig().views} | 32 | nerf (blob_radius 0.42) |" in text  # from the presets and the spec
+    assert f"| sds | sds | 20 | 0.02-0.98 | 30 | {TrainConfig().views} | 32 | nerf (blob_radius 0.42) |" in text  # presets, spec
     assert "| sds | 3 (0) |" in text and "| a mug | colour | 2/2, H=1.00" in text
     assert "| sds | 3 | 0 | 3 | 0 |" in text  # the Janus table: three mug runs, one handle each
     assert "| vsd | 1 of 1 | 1 of 1 | - |" in text  # the quality bar: the ground-truth mug meets it
