@@ -136,6 +136,27 @@ def test_pit_filling_fills_a_dent_and_keeps_every_handle():
     assert np.array_equal(close_solid(mug, 0.0, small, wide)[kept], mug[kept])  # the field is kept where solid
 
 
+def test_pit_filling_closes_no_hole_by_joining_a_floater():
+    """A fill of a torus's hole that also reaches a floater inside the hole leaves the Euler number as it was (a
+    tunnel closed, two parts joined): it is refused, and the torus keeps its hole."""
+    import numpy as np
+
+    from skimage.measure import euler_number
+
+    from uni3d.export import _keep_topology
+
+    x, y, z, spacing = _lattice()
+    ring = np.sqrt((np.sqrt(x**2 + y**2) - 0.35) ** 2 + z**2) < 0.12  # the hole lies in the plane z = 0
+    floater = np.sqrt(x**2 + y**2 + z**2) < 0.06
+    disk = (np.sqrt(x**2 + y**2) < 0.3) & (np.abs(z) < 0.04) & ~ring & ~floater  # touches the ring and the floater
+    solid = ring | floater
+    assert euler_number(solid | disk, connectivity=3) == euler_number(solid, connectivity=3)  # blind to it
+    kept = _keep_topology(solid, disk)
+    assert np.array_equal(kept, solid)
+    assert _handles(np.where(kept, 1.0, -1.0), spacing) == 1
+    assert np.array_equal(_keep_topology(ring, disk | floater), ring)  # the whole hole filled: refused as before
+
+
 def _field_scene(inside, n: int = 64):
     """A NeRF whose density grid is ``inside`` (positive inside, world units) scaled to a steep density."""
     scene = NeRFScene(NeRFConfig(density_levels=(n,), feature_levels=(8,), blob_density=0.0))

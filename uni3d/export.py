@@ -176,22 +176,31 @@ def _closing(solid: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _keep_topology(solid: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """``solid`` plus each connected piece of ``candidates`` whose addition leaves the solid's Euler number as it
-    is: a pit or dent filled, never a tunnel closed (+1) or bridged (-1). Pieces are tried one after another,
-    each against the solid with the pieces accepted before it."""
+    """``solid`` plus each connected piece of ``candidates`` that touches one part of the solid and leaves its
+    Euler number as it is: a pit or dent filled, never a tunnel closed (+1) or bridged (-1). A piece that touches
+    two parts would join them (-1), which hides a tunnel closed with it (as a fill of a handle's hole that reaches a
+    floater inside it does). Pieces are tried one after another, each against the solid with the pieces accepted
+    before it."""
     from scipy import ndimage
     from skimage.measure import euler_number
 
     out = solid.copy()
-    labels, _ = ndimage.label(candidates, structure=np.ones((3, 3, 3)))
+    full = np.ones((3, 3, 3))
+    parts, _ = ndimage.label(solid, structure=full)  # accepted pieces join the one part they touch
+    labels, _ = ndimage.label(candidates, structure=full)
     for i, box in enumerate(ndimage.find_objects(labels), start=1):
         # The Euler number is a sum over 2x2x2 neighbourhoods, so its change shows in a box one voxel wider
         # than the piece (two here, for the border of the crop).
         box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
+        piece = labels[box] == i
+        touched = np.unique(parts[box][ndimage.binary_dilation(piece, full)])
+        if len(touched[touched > 0]) != 1:
+            continue
         before = out[box]
-        after = before | (labels[box] == i)
+        after = before | piece
         if euler_number(after, connectivity=3) == euler_number(before, connectivity=3):
             out[box] = after
+            parts[box][piece] = touched[touched > 0][0]
     return out
 
 
