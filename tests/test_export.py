@@ -140,7 +140,6 @@ def test_pit_filling_closes_no_hole_by_joining_a_floater():
     """A fill of a torus's hole that also reaches a floater inside the hole leaves the Euler number as it was (a
     tunnel closed, two parts joined): it is refused, and the torus keeps its hole."""
     import numpy as np
-
     from skimage.measure import euler_number
 
     from uni3d.export import _keep_topology
