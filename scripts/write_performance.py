@@ -63,13 +63,17 @@ def generate_section(data: dict) -> list[str]:
     return lines + [""] + share_reading(data, methods)
 
 
+def scene_and_unet(seconds_per_step: dict[str, float]) -> tuple[float, float]:
+    """Seconds a step spends on the scene side (render, its backward, the update) and in the UNet passes."""
+    scene = sum(seconds_per_step.get(k, 0.0) for k in SCENE_TIMINGS)
+    return scene, sum(v for k, v in seconds_per_step.items() if k not in SCENE_TIMINGS)
+
+
 def share_reading(data: dict, methods: list[str]) -> list[str]:
     """What the outside-the-UNet budget asks of each method that misses it, from the same measurements."""
     lines = []
     for m in methods:
-        sp = data[m]["seconds_per_step"]
-        scene = sum(sp.get(k, 0.0) for k in SCENE_TIMINGS)
-        unet = sum(v for k, v in sp.items() if k not in SCENE_TIMINGS)
+        scene, unet = scene_and_unet(data[m]["seconds_per_step"])
         if data[m]["outside_unet_share"] <= SHARE_BUDGET:
             continue
         need = unet * SHARE_BUDGET / (1 - SHARE_BUDGET)
@@ -101,9 +105,7 @@ def levers_section(trials: list[dict]) -> list[str]:
         for m, r in data.items():
             if not (isinstance(r, dict) and "steps" in r):
                 continue
-            sp = r["seconds_per_step"]
-            scene = sum(sp.get(k, 0.0) for k in SCENE_TIMINGS)
-            unet = sum(v for k, v in sp.items() if k not in SCENE_TIMINGS)
+            scene, unet = scene_and_unet(r["seconds_per_step"])
             made = f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}"
             lines.append(f"| {m} | `{' '.join(r['flags'])}` | {scene + unet:.3f} | {scene * 1e3:.1f} | {unet * 1e3:.1f} | "
                          f"{r['outside_unet_share']:.0%} | {r['train_seconds']:.0f} | {made} |")
