@@ -123,6 +123,11 @@ def missed_bar(r: dict) -> list[str]:
     ]
 
 
+def meets_goal(r: dict) -> bool:
+    """A finished run of the prompt's shape below the level to reach for (Chamfer-L1 < GOAL)."""
+    return r["status"] == "ok" and r["shape_correct"] and r["chamfer"] < GOAL
+
+
 def quality_bar(rows: list[dict], methods: list[str]) -> str:
     """Per method, the runs of fully specified prompts that meet the bar: the nearest ground-truth shape is the
     prompt's at Chamfer-L1 < BAR, the colour is right and a mug has one handle; and what the others missed."""
@@ -134,7 +139,7 @@ def quality_bar(rows: list[dict], methods: list[str]) -> str:
         missed = [f"{r['prompt']} ({r['seed']}): {', '.join(why)}" for r, why in whys
                   if why and why != ["not run"]] + ([f"{not_run} not run yet"] if not_run else [])
         met = sum(not why for _, why in whys)
-        goal = sum(r["status"] == "ok" and r["shape_correct"] and r["chamfer"] < GOAL for r in runs)
+        goal = sum(meets_goal(r) for r in runs)
         out.append(f"| {m} | {met} of {len(runs)} | {goal} of {len(runs)} | {'; '.join(missed) or '-'} |")
     return "\n".join(out)
 

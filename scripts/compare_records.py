@@ -47,7 +47,7 @@ def summary(label: str, before: list[dict], after: list[dict]) -> str:
     def totals(rows: list[dict]) -> str:
         full = [r for r in rows if r["kind"] == "full"]
         met = sum(not BENCHMARK["missed_bar"](r) for r in full)
-        goal = sum(r["shape_correct"] and r["chamfer"] < BENCHMARK["GOAL"] for r in full)
+        goal = sum(BENCHMARK["meets_goal"](r) for r in full)
         mean = sum(r["chamfer"] for r in rows) / len(rows)
         return f"mean Chamfer-L1 {mean:.4f}; bar met {met} of {len(full)}; below {BENCHMARK['GOAL']} {goal} of {len(full)}"
     return f"| {label} | {len(before)} | {totals(before)} | {totals(after)} |"

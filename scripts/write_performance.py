@@ -51,7 +51,7 @@ def generate_section(data: dict) -> list[str]:
     for m in methods:
         r = data[m]
         per_step = sum(r["seconds_per_step"].values())
-        made = (f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}" if "chamfer" in r else "-")
+        made = what_it_made(r) if "chamfer" in r else "-"
         lines.append(f"| {m} | {r['steps']} | {r['train_seconds']:.0f} | {budget.get(m, '-')} | {per_step:.3f} | "
                      f"{r['outside_unet_share']:.0%} | {r['peak_memory_mb']:.0f} | {made} |")
     parts = sorted({k for m in methods for k in data[m]["seconds_per_step"]})
@@ -61,6 +61,11 @@ def generate_section(data: dict) -> list[str]:
         sp = data[m]["seconds_per_step"]
         lines.append(f"| {m} | " + " | ".join(f"{sp.get(k, 0.0):.3f}" for k in parts) + " |")
     return lines + [""] + share_reading(data, methods)
+
+
+def what_it_made(r: dict) -> str:
+    """The run's mesh as `uni3d evaluate` scored it: nearest shape, Chamfer-L1, colour, handles."""
+    return f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}"
 
 
 def scene_and_unet(seconds_per_step: dict[str, float]) -> tuple[float, float]:
@@ -106,7 +111,7 @@ def levers_section(trials: list[dict]) -> list[str]:
             if not (isinstance(r, dict) and "steps" in r):
                 continue
             scene, unet = scene_and_unet(r["seconds_per_step"])
-            made = f"{r['nearest_shape']}, {r['chamfer']:.4f}, {r['colour']}, {r['handles']}"
+            made = what_it_made(r)
             lines.append(f"| {m} | `{' '.join(r['flags'])}` | {scene + unet:.3f} | {scene * 1e3:.1f} | {unet * 1e3:.1f} | "
                          f"{r['outside_unet_share']:.0%} | {r['train_seconds']:.0f} | {made} |")
     return lines + ["", "Commands:", ""] + [f"- `{c}`" for c in commands] + [""]

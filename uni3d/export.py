@@ -194,13 +194,14 @@ def _keep_topology(solid: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
         piece = labels[box] == i
         touched = np.unique(parts[box][ndimage.binary_dilation(piece, full)])
-        if len(touched[touched > 0]) != 1:
+        touched = touched[touched > 0]
+        if len(touched) != 1:
             continue
         before = out[box]
         after = before | piece
         if euler_number(after, connectivity=3) == euler_number(before, connectivity=3):
             out[box] = after
-            parts[box][piece] = touched[touched > 0][0]
+            parts[box][piece] = touched[0]
     return out
 
 
