@@ -157,7 +157,8 @@ def readings(summary: dict) -> list[str]:
         scored.sort(key=lambda x: x[1]["mean"], reverse=m.better == "higher")
         (best, a), (second, b) = scored[:2]
         if a["mean"] == b["mean"]:
-            out.append(f"- {m.label}: {best} and {second} tie at {m.fmt.format(a['mean'])}.")
+            tied = [k for k, s in scored if s["mean"] == a["mean"]]
+            out.append(f"- {m.label}: {', '.join(tied[:-1])} and {tied[-1]} tie at {m.fmt.format(a['mean'])}.")
             continue
         head = (f"- {m.label}: best mean **{best}** ({m.fmt.format(a['mean'])}{partial.get(best, '')}), then {second} "
                 f"({m.fmt.format(b['mean'])}{partial.get(second, '')}); ")

@@ -272,13 +272,16 @@ def test_method_preset_without_the_presets_directory_is_an_error(tmp_path, monke
         uni3d.config.method_preset("sds", "fkl")
 
 
-@pytest.mark.parametrize("flags,method,cfg_scale,blob", [(["--method", "sds"], "sds", 20.0, 0.42),
-                                                         (["--method=sds", "--cfg-scale", "12"], "sds", 12.0, 0.42),
-                                                         (["--method", "vsd"], "vsd", 7.5, 0.5)])
+@pytest.mark.parametrize("flags,method,cfg_scale,blob,t_max_end", [
+    (["--method", "sds"], "sds", 20.0, 0.42, 0.98),
+    (["--method=sds", "--cfg-scale", "12"], "sds", 12.0, 0.42, 0.98),
+    (["--method", "vsd"], "vsd", 7.5, 0.42, 0.5),
+    (["--method", "vsd", "--t-max-end", "0.7"], "vsd", 7.5, 0.42, 0.7)])
 def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, flags, method, cfg_scale, blob,
-                                                   monkeypatch):
-    """`--method sds` runs SDS as configs/sds.yaml tunes it (CFG 20, a smaller initial blob), and flags still
-    override the preset."""
+                                                   t_max_end, monkeypatch):
+    """`--method sds` runs SDS as configs/sds.yaml tunes it (CFG 20, a smaller initial blob), `--method vsd` as
+    configs/vsd.yaml does (ProlificDreamer's annealed time range, the same blob), and flags still override the
+    preset."""
     monkeypatch.setenv("UNI3D_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     assert main(["generate", "a red mug", "--teacher", str(tiny_shapes_dir), *flags, "--out", str(out), *FAST]) == 0
@@ -286,3 +289,4 @@ def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, fl
     assert saved.guidance.method == method
     assert saved.guidance.cfg_scale == cfg_scale
     assert saved.nerf.blob_radius == blob
+    assert saved.guidance.t_max_end == t_max_end
