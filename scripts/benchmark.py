@@ -63,8 +63,10 @@ DEFINITIONS = """\
   the shape is free), the entropy of the free attribute over its maximum `log2(min(seeds, 6))`: 0 when every seed
   gives the same, 1 when they are as spread as the seeds allow. Averaged over prompts (the interval resamples
   prompts).
-- **wall time** covers generation, export and scoring of one run; **peak memory** is the maximum resident set of
-  the run's own process (each run gets a fresh one).
+- **wall time** covers generation, export and scoring of one run, on the machine as it was while the run ran
+  (runs made while other jobs shared it took longer: compare methods' speed in docs/PERFORMANCE.md, which times
+  each default run on an idle machine); **peak memory** is the maximum resident set of the run's own process
+  (each run gets a fresh one).
 - Intervals are percentile bootstrap 95% intervals of the mean (2000 resamples of the runs); `n=1` marks a
   single value. A metric that does not apply shows `-`.
 """
