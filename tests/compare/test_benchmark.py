@@ -134,7 +134,8 @@ def test_a_method_with_runs_not_finished_says_so_in_the_readings():
 
     (line,) = readings({"sds": stats(0.02, 0), "vsd": stats(0.02, 0), "uni-instruct-fkl": stats(0.02, 0),
                         "uni-instruct-rkl": stats(0.03, 0)})
-    assert line == "- Chamfer-L1: sds, vsd and uni-instruct-fkl tie at 0.0200."  # every method tied at the top
+    assert line == "- Chamfer-L1: sds, vsd and uni-instruct-fkl tie at 0.0200."  # each method tied at the top is named
+
 
 def test_compare_records_scores_both_sides_as_the_benchmark_does(tmp_path):
     compare = runpy.run_path(str(SCRIPT.with_name("compare_records.py")))["compare"]
