@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 METHODS = ("sds", "vsd", "uni-instruct-fkl")
 BUDGET_SECONDS = {"sds": 60.0, "uni-instruct-fkl": 120.0}
 
@@ -49,6 +51,7 @@ def run(method: str, prompt: str, out: Path, extra: list[str]) -> dict:
         "steps": m["steps"], "train_seconds": m["train_seconds_this_session"], "process_seconds": round(wall, 1),
         "seconds_per_step": m["seconds_per_step"], "outside_unet_share": m["outside_unet_share"],
         "peak_memory_mb": m["peak_memory_mb"], "flags": extra,
+        "noise_draws": yaml.safe_load((out / "config.yaml").read_text())["guidance"]["noise_draws"],
     }
 
 

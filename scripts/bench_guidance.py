@@ -3,7 +3,8 @@
     python scripts/bench_guidance.py [--steps 30] [--views 2] [--teacher shapes]
 
 Components, each timed on its own over the same inputs (2 threads):
-render (NeRF forward + encode), teacher pass (CFG, cond + uncond batched), fake-score pass,
+render (NeRF forward + encode), teacher pass (CFG, cond + uncond batched; one per view and noise draw of the
+preset, --noise-draws), fake-score pass (likewise),
 backward (through the render; for Uni-Instruct also through both UNets), LoRA step (the fake
 score's noise-prediction training), discriminator (the ratio head's real half and BCE).
 The whole step is the Trainer's own train_step, averaged after warm-up.
@@ -23,6 +24,7 @@ from uni3d.config import GenerateConfig, load_preset
 from uni3d.guidance.distill import guidance_loss
 from uni3d.scenes.nerf import NeRFScene
 from uni3d.teachers import load_teacher
+from uni3d.teachers.base import Conditioning
 from uni3d.teachers.fake_score import camera_conditioning
 from uni3d.training import Trainer
 
@@ -54,11 +56,12 @@ def bench(method: str, args) -> dict:
     out = {}
     out["render"] = timed(lambda: teacher.encode(scene.render(cams, train.resolution).rgb), args.steps)
     x0 = teacher.encode(scene.render(cams, train.resolution).rgb).detach()
-    t = torch.full((args.views,), 500)
+    k = cfg.guidance.noise_draws  # the guidance passes every view once per draw
+    xk, ck, t = x0.repeat(k, 1, 1, 1), Conditioning.cat([cond] * k), torch.full((args.views * k,), 500)
     with torch.no_grad():
-        out["teacher pass"] = timed(lambda: teacher.eps(x0, t, cond, cfg.guidance.cfg_scale), args.steps)
+        out["teacher pass"] = timed(lambda: teacher.eps(xk, t, ck, cfg.guidance.cfg_scale), args.steps)
         if trainer.fake is not None:
-            out["fake-score pass"] = timed(lambda: trainer.fake.eps(x0, t, cond), args.steps)
+            out["fake-score pass"] = timed(lambda: trainer.fake.eps(xk, t, ck), args.steps)
 
     def backward():
         x = teacher.encode(scene.render(cams, train.resolution).rgb)

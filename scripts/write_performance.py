@@ -60,6 +60,11 @@ def generate_section(data: dict) -> list[str]:
     for m in methods:
         sp = data[m]["seconds_per_step"]
         lines.append(f"| {m} | " + " | ".join(f"{sp.get(k, 0.0):.3f}" for k in parts) + " |")
+    draws = [f"{m} draws {data[m]['noise_draws']}" for m in methods if data[m].get("noise_draws", 1) > 1]
+    if draws:
+        lines += ["", f"Diffusion times and noises drawn per rendered view (`--noise-draws`, set by the presets): "
+                  f"{', '.join(draws)}, the others one. Each render then serves that many teacher passes, whose mean "
+                  "gradient has that much less variance; the levers below hold the same method with one draw."]
     return lines + [""] + share_reading(data, methods)
 
 

@@ -27,3 +27,38 @@ def test_self_normalised_weights_stay_within_the_clamp_of_their_running_mean():
     weights = torch.cat([ratio_weights(cfg, fake, -5 + 3 * torch.randn(4, generator=g)) for _ in range(200)])
     assert weights.min() >= math.exp(-1) - 1e-6 and weights.max() <= math.exp(1) + 1e-6
     assert weights.min() == pytest.approx(math.exp(-1)) and weights.max() == pytest.approx(math.exp(1))
+
+
+def test_noise_draws_average_the_gradient_of_independent_draws(tiny_shapes_teacher):
+    """With k draws per view, each view's gradient is the mean of the SDS gradients w(t)(eps_T - eps) of k
+    independent (t, eps) pairs: here rebuilt by hand from the same generator's draws."""
+    from uni3d.cameras import Cameras
+    from uni3d.guidance.distill import guidance_loss
+    from uni3d.teachers.fake_score import camera_conditioning
+
+    t_ = tiny_shapes_teacher
+    cams = Cameras.from_angles([0.0, 90.0], [10.0, 10.0])
+    cond = camera_conditioning(t_, "a red mug", cams)
+    x0 = t_.encode(torch.rand(2, 3, 16, 16)).requires_grad_(True)
+    cfg = GuidanceConfig(method="sds", noise_draws=3).validate()
+    out = guidance_loss(cfg, t_, None, x0, cond, 0, torch.Generator().manual_seed(5))
+    out.loss.backward()
+
+    g = torch.Generator().manual_seed(5)
+    t = cfg.sample_t(6, 0, t_.num_train_timesteps, g)
+    eps = torch.randn((6, *x0.shape[1:]), generator=g)
+    assert torch.equal(out.t, t) and len(set(t.tolist())) > 2  # six draws, not one repeated
+    a_t, s_t = t_.a_s(t)
+    with torch.no_grad():
+        x_t = t_.add_noise(x0.detach().repeat(3, 1, 1, 1), t, eps)
+        eps_T = t_.eps(x_t, t, type(cond).cat([cond] * 3), cfg.cfg_scale)
+    per_draw = (cfg.weight(a_t, s_t) * (eps_T - eps)).view(3, 2, *x0.shape[1:])
+    assert torch.allclose(x0.grad, per_draw.mean(0) / 2, atol=1e-6)  # the surrogate's gradient is g / B
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_noise_draws_must_be_a_positive_whole_number(bad):
+    from uni3d.errors import UserError
+
+    with pytest.raises(UserError, match="noise-draws"):
+        GuidanceConfig(noise_draws=bad).validate()

@@ -40,6 +40,9 @@ class GuidanceConfig:
     """Step at which the time range starts moving (t_max to t_max_end, t_min_start to t_min)."""
     anneal_steps: int = 1
     """Steps over which it moves (linearly)."""
+    noise_draws: int = 1
+    """Diffusion times and noises drawn per rendered view, the view's gradient their mean: each render (the scene's
+    side of the step) then serves that many teacher passes, and the gradient's variance falls by as much."""
     weighting: Literal["auto", "s2", "one", "sid"] = "auto"
     """Time weighting w(t): s2 = s_t^2 (= 1 - abar_t); one; sid = s_t^4 / a_t^2, the weighting of SiD's x-space
     loss, under which the normalised Uni-Instruct gradient weighs every t alike (under s2 it grows with the
@@ -91,6 +94,8 @@ class GuidanceConfig:
         if self.t_min_start is not None and not self.t_min <= self.t_min_start < self.t_max:
             raise UserError(f"need t_min <= t_min_start < t_max, got {self.t_min:g}, {self.t_min_start:g}, {self.t_max:g} "
                             "(a preset may set --t-min-start; --t-min-start None turns the annealing off)")
+        if isinstance(self.noise_draws, bool) or not isinstance(self.noise_draws, int) or self.noise_draws < 1:
+            raise UserError(f"--noise-draws must be a whole number >= 1, got {self.noise_draws!r}")
         for name in ("cfg_scale", "ratio_clamp", "anneal_steps", "ratio_samples"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive")

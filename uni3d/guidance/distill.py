@@ -57,6 +57,9 @@ def guidance_loss(
     SDS and VSD run both networks without gradient and apply their gradient through the surrogate
     loss; Uni-Instruct's SIM and FGM terms differentiate through both networks (weights frozen).
     """
+    if cfg.noise_draws > 1:  # every view once per draw: the mean loss over the copies averages the draws' gradients
+        x0 = x0.repeat(cfg.noise_draws, *[1] * (x0.dim() - 1))
+        cond = Conditioning.cat([cond] * cfg.noise_draws)
     b = x0.shape[0]
     t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0)
