@@ -291,11 +291,11 @@ def settings(spec, out: Path) -> list[str]:
         variant = f" ({g.divergence}{'; without ' + ', '.join(off) if off else ''})" if g.method == "uni-instruct" else ""
         tuned = scene_settings(cfg)
         lines.append(f"| {method_label(m)} | {g.method}{variant} | "
-                     f"{g.cfg_scale:g} | {time_schedule(g)} | {cfg.train.steps} | {cfg.train.views} | "
+                     f"{g.cfg_scale:g} | {time_schedule(g)} | {cfg.train.steps} | {cfg.train.views} | {g.noise_draws} | "
                      f"{cfg.train.resolution} | {cfg.scene}{' (' + ', '.join(tuned) + ')' if tuned else ''} |")
-    return ["| method | guidance | CFG | diffusion time t | steps | views / step | render px "
+    return ["| method | guidance | CFG | diffusion time t | steps | views / step | noise draws / view | render px "
             "| scene (settings its preset changes) |",
-            "|---|---|---|---|---|---|---|---|", *lines]
+            "|---|---|---|---|---|---|---|---|---|", *lines]
 
 
 def time_schedule(g) -> str:

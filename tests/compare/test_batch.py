@@ -1,6 +1,7 @@
 """The resumable batch: finished runs are skipped, a killed batch continues, a failing run is recorded."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,8 +9,8 @@ import yaml
 from uni3d.cli import main
 from uni3d.compare.batch import CompareConfig, compare
 from uni3d.compare.results import read_csv
+from uni3d.config import GenerateConfig, load_preset
 from uni3d.errors import UserError
-from uni3d.training import TrainConfig
 
 
 def _cfg(out, **kw) -> CompareConfig:
@@ -74,7 +75,8 @@ def test_a_failing_run_is_recorded_and_the_batch_goes_on(fake_runs, tmp_path, ca
 def test_changed_settings_need_overwrite(fake_runs, tmp_path):
     out = tmp_path / "cmp"
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
-    with pytest.raises(UserError, match=f"train.steps: {TrainConfig().steps} here, 7 asked"):
+    steps = load_preset(Path(__file__).parents[2] / "configs" / "sds.yaml", GenerateConfig()).train.steps
+    with pytest.raises(UserError, match=f"train.steps: {steps} here, 7 asked"):
         compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",)))
     fake_runs.calls.clear()
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",), override=("train.steps=7",), overwrite=True))
