@@ -12,8 +12,8 @@ Run it on an otherwise idle machine: the times are wall clock.
 
 Any other flag goes to every `uni3d generate` (a trial of a setting); give such a run its own --out, e.g.
 
-    python scripts/bench_generate.py --methods sds --out docs/performance/levers/sds-samples-32.json \
-        --nerf.samples-per-ray 32
+    python scripts/bench_generate.py --methods sds --out docs/performance/levers/sds-one-draw-500-steps.json \
+        --noise-draws 1 --steps 500
 
 and docs/PERFORMANCE.md lists the trials under docs/performance/levers/ beside the defaults.
 """

@@ -7,13 +7,14 @@ render (NeRF forward + encode), teacher pass (CFG, cond + uncond batched; one pe
 preset, --noise-draws), fake-score pass (likewise),
 backward (through the render; for Uni-Instruct also through both UNets), LoRA step (the fake
 score's noise-prediction training), discriminator (the ratio head's real half and BCE).
-The whole step is the Trainer's own train_step, averaged after warm-up.
+The whole step is the Trainer's own train_step. Every time is the median over --steps calls after warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -32,11 +33,15 @@ PRESETS = {"sds": "configs/sds.yaml", "vsd": "configs/vsd.yaml", "uni-instruct-f
 
 
 def timed(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call: a median, not a mean, so that a burst of
+    other load on a shared machine moves it little (two runs of 30 means differed by 20%)."""
     fn()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) / repeats
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def bench(method: str, args) -> dict:

@@ -21,7 +21,7 @@ def guidance_section(data: dict) -> list[str]:
         "## Guidance: one scene step, by component",
         "",
         f"Measured by `{data['command']}` (NeRF scene, shapes teacher, 2 threads). Components are timed",
-        "on their own; the step is the Trainer's whole `train_step`. Seconds.",
+        "on their own; the step is the Trainer's whole `train_step`. Seconds, each the median over as many calls as `--steps`.",
         "",
         "| method | step | " + " | ".join(comps) + " |",
         "|---|---|" + "---|" * len(comps),
@@ -64,8 +64,24 @@ def generate_section(data: dict) -> list[str]:
     if draws:
         lines += ["", f"Diffusion times and noises drawn per rendered view (`--noise-draws`, set by the presets): "
                   f"{', '.join(draws)}, the others one. Each render then serves that many teacher passes, whose mean "
-                  "gradient has that much less variance; the levers below hold the same method with one draw."]
-    return lines + [""] + share_reading(data, methods)
+                  "gradient has that much less variance; the trials below hold the same method with one draw."]
+    return lines + [""] + time_reading(data, methods) + share_reading(data, methods)
+
+
+def time_reading(data: dict, methods: list[str]) -> list[str]:
+    """Each method whose default run took longer than its budget, from the same measurements."""
+    lines = []
+    for m in methods:
+        r, budget = data[m], data.get("budget_seconds", {}).get(m)
+        if budget is None or r["train_seconds"] <= budget:
+            continue
+        per_step = sum(r["seconds_per_step"].values())
+        lines.append(
+            f"- **{m} misses its {budget:.0f} s budget here**: {r['train_seconds']:.1f} s of training, "
+            f"{per_step:.3f} s a step for {r['steps']} steps; within it, a step may take {budget / r['steps']:.3f} s. "
+            "Its UNet passes are "
+            f"{1 - r['outside_unet_share']:.0%} of the step.")
+    return lines + [""] if lines else []
 
 
 def what_it_made(r: dict) -> str:
@@ -93,17 +109,17 @@ def share_reading(data: dict, methods: list[str]) -> list[str]:
             f"scene side under {need * 1e3:.1f} ms, {scene / need:.1f}x faster. The scene side costs the same whatever "
             "the method, so the method with the fewest UNet passes (one CFG-batched teacher pass, no fake score) has "
             "the largest share; with the small shapes teacher that pass is short, with a Stable Diffusion UNet it is "
-            "far longer. The levers tried on the scene side are below.")
+            "far longer.")
     return lines + [""] if lines else []
 
 
 def levers_section(trials: list[dict]) -> list[str]:
-    """Settings tried against the outside-the-UNet budget: one row per trial file and method."""
+    """Settings tried beside the defaults (against the budgets): one row per trial file and method."""
     lines = [
-        "## Levers tried on the scene side",
+        "## Trials beside the defaults",
         "",
-        "Each row is the default run with the settings named, measured as above by the command under the table",
-        "(each trial's JSON in docs/performance/levers/ holds its command).",
+        "Each row is the default run with the settings named, measured as above, in the same sitting, by the command",
+        "under the table (each trial's JSON in docs/performance/levers/ holds its command).",
         "",
         "| method | settings changed | s / step | scene side, ms / step | UNet passes, ms / step | outside the UNet "
         "| training, s | what it made: nearest shape, Chamfer-L1, colour, handles |",
