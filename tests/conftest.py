@@ -14,6 +14,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _private_sample_cache(tmp_path_factory, monkeypatch):
+    """Teacher samples cached by any test go under pytest's temporary directory, never the user's ~/.cache/uni3d
+    (a test that sets UNI3D_CACHE itself still wins)."""
+    monkeypatch.setenv("UNI3D_CACHE", str(tmp_path_factory.getbasetemp() / "uni3d-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes_dir(tmp_path_factory) -> Path:
     """A shapes teacher directory with a tiny random UNet, text encoder and camera encoder."""
