@@ -1,5 +1,7 @@
 """The Trainer: NaN guard, gradient clipping, determinism."""
 
+import math
+
 import pytest
 import torch
 
@@ -99,3 +101,16 @@ def test_step_timings_split_the_scene_side_from_the_unet_side(tiny_shapes_teache
     share = outside_unet_share(trainer.timings)
     scene = sum(trainer.timings[k] for k in ("render", "scene_backward", "scene_update"))
     assert 0 < share < 1 and abs(share - scene / sum(trainer.timings.values())) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["sds", "vsd", "uni-instruct"])
+def test_every_method_steps_with_several_noise_draws(tiny_shapes_teacher, method):
+    """Three draws per view: the teacher sees each view three times, and the scene still moves."""
+    trainer = _trainer(tiny_shapes_teacher, method, noise_draws=3, ratio_warmup=0, ratio_samples=2)
+    batches = []
+    tiny_shapes_teacher.unet.conv_in.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    before = trainer.scene.logits.detach().clone()
+    metrics = trainer.train_step(0)
+    assert batches[0] == 3 * 2  # one view, three draws, CFG's two halves
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert not torch.equal(before, trainer.scene.logits)
