@@ -22,10 +22,9 @@ import torch
 
 from uni3d.cameras import CameraSampler
 from uni3d.config import GenerateConfig, load_preset
-from uni3d.guidance.distill import guidance_loss
+from uni3d.guidance.distill import guidance_loss, repeat_for_draws
 from uni3d.scenes.nerf import NeRFScene
 from uni3d.teachers import load_teacher
-from uni3d.teachers.base import Conditioning
 from uni3d.teachers.fake_score import camera_conditioning
 from uni3d.training import Trainer
 
@@ -61,8 +60,8 @@ def bench(method: str, args) -> dict:
     out = {}
     out["render"] = timed(lambda: teacher.encode(scene.render(cams, train.resolution).rgb), args.steps)
     x0 = teacher.encode(scene.render(cams, train.resolution).rgb).detach()
-    k = cfg.guidance.noise_draws  # the guidance passes every view once per draw
-    xk, ck, t = x0.repeat(k, 1, 1, 1), Conditioning.cat([cond] * k), torch.full((args.views * k,), 500)
+    xk, ck = repeat_for_draws(x0, cond, cfg.guidance.noise_draws)  # the batch the guidance passes
+    t = torch.full((len(xk),), 500)
     with torch.no_grad():
         out["teacher pass"] = timed(lambda: teacher.eps(xk, t, ck, cfg.guidance.cfg_scale), args.steps)
         if trainer.fake is not None:

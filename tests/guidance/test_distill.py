@@ -34,6 +34,7 @@ def test_noise_draws_average_the_gradient_of_independent_draws(tiny_shapes_teach
     independent (t, eps) pairs: here rebuilt by hand from the same generator's draws."""
     from uni3d.cameras import Cameras
     from uni3d.guidance.distill import guidance_loss
+    from uni3d.teachers.base import Conditioning
     from uni3d.teachers.fake_score import camera_conditioning
 
     t_ = tiny_shapes_teacher
@@ -51,7 +52,7 @@ def test_noise_draws_average_the_gradient_of_independent_draws(tiny_shapes_teach
     a_t, s_t = t_.a_s(t)
     with torch.no_grad():
         x_t = t_.add_noise(x0.detach().repeat(3, 1, 1, 1), t, eps)
-        eps_T = t_.eps(x_t, t, type(cond).cat([cond] * 3), cfg.cfg_scale)
+        eps_T = t_.eps(x_t, t, Conditioning.cat([cond] * 3), cfg.cfg_scale)
     per_draw = (cfg.weight(a_t, s_t) * (eps_T - eps)).view(3, 2, *x0.shape[1:])
     assert torch.allclose(x0.grad, per_draw.mean(0) / 2, atol=1e-6)  # the surrogate's gradient is g / B
 

@@ -43,6 +43,12 @@ def ratio_weights(cfg: GuidanceConfig, fake: FakeScore, logit: torch.Tensor) -> 
     return torch.exp(logit.clamp(-cfg.ratio_clamp, cfg.ratio_clamp))
 
 
+def repeat_for_draws(x0: torch.Tensor, cond: Conditioning, k: int) -> tuple[torch.Tensor, Conditioning]:
+    """Every view (and its conditioning) ``k`` times, draw after draw: the batch the guidance passes with
+    ``noise_draws = k``; the copies keep ``x0``'s gradient."""
+    return x0.repeat(k, *[1] * (x0.dim() - 1)), Conditioning.cat([cond] * k)
+
+
 def guidance_loss(
     cfg: GuidanceConfig,
     teacher: Teacher,
@@ -57,9 +63,8 @@ def guidance_loss(
     SDS and VSD run both networks without gradient and apply their gradient through the surrogate
     loss; Uni-Instruct's SIM and FGM terms differentiate through both networks (weights frozen).
     """
-    if cfg.noise_draws > 1:  # every view once per draw: the mean loss over the copies averages the draws' gradients
-        x0 = x0.repeat(cfg.noise_draws, *[1] * (x0.dim() - 1))
-        cond = Conditioning.cat([cond] * cfg.noise_draws)
+    if cfg.noise_draws > 1:  # the mean loss over the copies averages the draws' gradients
+        x0, cond = repeat_for_draws(x0, cond, cfg.noise_draws)
     b = x0.shape[0]
     t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0)
