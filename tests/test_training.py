@@ -114,3 +114,75 @@ def test_every_method_steps_with_several_noise_draws(tiny_shapes_teacher, method
     assert batches[0] == 3 * 2  # one view, three draws, CFG's two halves
     assert all(math.isfinite(v) for v in metrics.values())
     assert not torch.equal(before, trainer.scene.logits)
+
+
+class _InOrder:
+    """Stands in for the overlap's second thread: runs the work at once, on the calling thread, on one core."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        from uni3d.training import torch_threads
+
+        done = Future()
+        with torch_threads(1):
+            done.set_result(fn(*args))
+        return done
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads (the overlap's condition), whatever this machine has; put back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _state(trainer):
+    return [p.detach().clone() for p in trainer.scene.parameters()] + \
+        [p.detach().clone() for p in trainer.fake.trainable_parameters()]
+
+
+@pytest.mark.parametrize("method", ["vsd", "uni-instruct"])
+def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method, two_threads):
+    """With two threads the fake score's gradient is computed beside the scene's backward; the result is the
+    same step computed one part after the other (no race on the shared UNet, the same random draws)."""
+    from uni3d.teachers.shapes import ShapesTeacher
+
+    runs = {}
+    for mode in ("thread", "in-order"):
+        torch.manual_seed(0)
+        trainer = _trainer(ShapesTeacher.from_pretrained(tiny_shapes_dir), method, ratio_warmup=0)
+        assert trainer.cfg.overlap_fake
+        if mode == "in-order":
+            trainer._second_thread = lambda: _InOrder()
+        logs = [trainer.train_step(s) for s in range(3)]
+        if mode == "thread":
+            assert trainer._beside is not None  # the second thread did the work
+        runs[mode] = logs, _state(trainer)
+    (la, sa), (lb, sb) = runs["thread"], runs["in-order"]
+    assert la == lb
+    assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+
+
+def test_one_thread_or_overlap_off_runs_one_stream(tiny_shapes_teacher, two_threads):
+    trainer = _trainer(tiny_shapes_teacher, "vsd")
+    torch.set_num_threads(1)
+    trainer.train_step(0)
+    assert trainer._beside is None
+    torch.set_num_threads(2)
+    trainer.cfg.overlap_fake = False
+    trainer.train_step(1)
+    assert trainer._beside is None
+
+
+def test_an_error_on_the_second_thread_reaches_the_caller(tiny_shapes_teacher, monkeypatch, two_threads):
+    trainer = _trainer(tiny_shapes_teacher, "vsd")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("fake score broke")
+
+    monkeypatch.setattr(trainer.fake, "loss", broken)
+    with pytest.raises(RuntimeError, match="fake score broke"):
+        trainer.train_step(0)

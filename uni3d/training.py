@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,11 @@ class TrainConfig:
     """Seed of the scene initialisation, cameras and noise: a seeded CPU run is deterministic."""
     fake_steps: int = 1
     """Fake-score (LoRA) steps per scene step (VSD, Uni-Instruct)."""
+    overlap_fake: bool = True
+    """With two or more torch threads, compute the fake score's training gradient on a second thread while the
+    scene's gradient is back-propagated (for Uni-Instruct, through both UNets), each thread on one core: the
+    small UNet passes gain little from a second core within one operation (docs/PERFORMANCE.md). Off: one
+    stream of work on all threads. Either way a seeded run is deterministic."""
     lr_scale: float = 1.0
     """Multiplier of every scene learning rate."""
     regularizer_weights: dict[str, float] = field(default_factory=dict)
@@ -58,6 +65,17 @@ def outside_unet_share(timings: dict[str, float]) -> float:
     few elementwise operations, count on the UNet side)."""
     total = sum(timings.values())
     return sum(timings.get(k, 0.0) for k in SCENE_TIMINGS) / total if total > 0 else 0.0
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Inside: torch's intra-op threads of the calling thread set to ``n``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Interrupted(Exception):
@@ -88,11 +106,13 @@ class Trainer:
         self.fake_opt = torch.optim.AdamW(self.fake.trainable_parameters(), lr=fake.lr, fused=True) if self.fake else None
         self.real: dict[str, torch.Tensor] = {}
         self.step, self.skipped = 0, 0
+        self._beside: ThreadPoolExecutor | None = None  # the second thread of overlap_fake, made on first use
         self.timings: dict[str, float] = {}
         """Seconds summed over steps: render (cameras, scene forward, conditioning), guidance (teacher and fake
         passes, the formula, the backward through the UNets down to x0), scene_backward (from x0 into the scene; for a latent
         teacher through its encoder),
-        scene_update (optimizer, occupancy), fake (the fake score's own steps)."""
+        scene_update (optimizer, occupancy), fake (the fake score's own steps; with overlap_fake, what of them
+        the scene's backward and update did not hide)."""
 
     # --- data -------------------------------------------------------------------------------
     def cameras(self, g: torch.Generator) -> Cameras:
@@ -129,25 +149,35 @@ class Trainer:
         guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g)  # 5-6 scores, formula
         losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}      # 7 named losses
         total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
-        self.opt.zero_grad(set_to_none=True)
-        x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
-        if x0.requires_grad:
-            x0.register_hook(lambda grad: x0_grad_at.append(time.perf_counter()))
-        total.backward()
-        t_guidance = time.perf_counter()
-        if self._grads_finite():                                             # 8 NaN guard
-            self.opt.step()
-        else:
-            self.skipped += 1
-        self.scene.post_backward(step)
-        t_update = time.perf_counter()
+        real = self.real_samples(g, len(cams)) if self.fake is not None else None
+        # 9a with overlap_fake, the fake score's first gradient meanwhile, on the second thread: it reads the LoRA
+        # that the UNets' backward below reads too, and nothing writes it before the fake score's step (9)
+        beside = self._second_thread()
+        first_fake: Future | None = beside.submit(self.fake_gradients, x0.detach(), cond, real, g) if beside else None
+        with torch_threads(1) if beside else nullcontext():                 # a core for each thread
+            try:
+                self.opt.zero_grad(set_to_none=True)
+                x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
+                if x0.requires_grad:
+                    x0.register_hook(lambda grad: x0_grad_at.append(time.perf_counter()))
+                total.backward()
+                t_guidance = time.perf_counter()
+                if self._grads_finite():                                     # 8 NaN guard
+                    self.opt.step()
+                else:
+                    self.skipped += 1
+                self.scene.post_backward(step)
+                t_update = time.perf_counter()
+            finally:
+                if first_fake is not None:
+                    wait([first_fake])  # the second thread is done before anything, an error too, goes on
         fake_losses = {}
         if self.fake is not None:                                            # 9 fake score follows the scene
-            real = self.real_samples(g, len(cams))
-            for _ in range(cfg.fake_steps):
-                fake_losses = self.fake.loss(x0.detach(), cond, real, g)
-                self.fake_opt.zero_grad(set_to_none=True)
-                sum(fake_losses.values()).backward()
+            for i in range(cfg.fake_steps):
+                if first_fake is not None and i == 0:
+                    fake_losses = first_fake.result()
+                else:
+                    fake_losses = self.fake_gradients(x0.detach(), cond, real, g)
                 self.fake_opt.step()
         t_end = time.perf_counter()
         t_x0 = x0_grad_at[0] if x0_grad_at else t_guidance
@@ -156,6 +186,22 @@ class Trainer:
             self.timings[k] = self.timings.get(k, 0.0) + v
         return {**{k: float(v.detach()) for k, v in {**losses, **fake_losses}.items()},
                 "t": float(guided.t.float().mean()), **guided.stats}
+
+    def _second_thread(self) -> ThreadPoolExecutor | None:
+        """The thread of ``overlap_fake`` (made on first use, one core), or None when the step runs as one stream."""
+        if self.fake is None or not self.cfg.overlap_fake or torch.get_num_threads() < 2:
+            return None
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, "uni3d-fake", initializer=torch.set_num_threads, initargs=(1,))
+        return self._beside
+
+    def fake_gradients(self, x0: torch.Tensor, cond: Conditioning, real: torch.Tensor | None,
+                       g: torch.Generator) -> dict[str, torch.Tensor]:
+        """The fake score's losses on detached renders, their gradient left in its parameters' ``.grad``."""
+        losses = self.fake.loss(x0, cond, real, g)
+        self.fake_opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        return losses
 
     def _grads_finite(self) -> bool:
         # One sum per gradient, read once: any NaN or inf makes it non-finite (a sum past float32's range too, a
