@@ -78,6 +78,12 @@ def covariances(log_scales: torch.Tensor, quats: torch.Tensor) -> torch.Tensor:
     return m @ m.transpose(1, 2)
 
 
+def mahalanobis_sq(d: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """``d^T S^-1 d`` over the last axis, for offsets ``d`` (..., 3) and inverse covariances ``inv`` (..., 3, 3) that
+    broadcast against them; two products, without the outer product that a three-operand einsum may build."""
+    return ((d[..., None, :] @ inv).squeeze(-2) * d).sum(-1)
+
+
 def view_matrices(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor, float]:
     """World-to-camera rotations (B, 3, 3) (rows: right, up, forward), centres (B, 3), focal in NDC units."""
     right, true_up, forward = cams.basis()
@@ -318,8 +324,7 @@ class GaussianScene(Scene):
         out = []
         for i in range(0, xyz.shape[0], chunk):
             d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
-            power = -0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)
-            out.append((op * torch.exp(power)).sum(-1).cpu())
+            out.append((op * torch.exp(-0.5 * mahalanobis_sq(d, inv))).sum(-1).cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     def _inverse_covariances(self) -> torch.Tensor:
@@ -327,11 +332,37 @@ class GaussianScene(Scene):
         return torch.linalg.inv(covariances(self.log_scales, self.quats) + 1e-8 * eye)
 
     @torch.no_grad()
-    def density_grid(self, resolution: int = 96) -> tuple[torch.Tensor, float]:
+    def density_grid(self, resolution: int = 96, support: float = 4.0,
+                     pairs_per_chunk: int = 1 << 21) -> tuple[torch.Tensor, float]:
+        """:meth:`density` on a ``resolution``^3 grid over the scene cube, each Gaussian summed over the grid points
+        of its ellipsoid's bounding box at ``support`` standard deviations (a term beyond it is below
+        ``exp(-support^2 / 2)`` of its opacity: 3e-4 at 4). Its cost grows with the points the Gaussians cover, not
+        with points x Gaussians: a 128^3 grid of 2000 Gaussians in seconds, where the dense sum took minutes."""
         b = self.config.bound
         axis = torch.linspace(-b, b, resolution)
-        pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).view(-1, 3)
-        return self.density(pts).view(resolution, resolution, resolution), float(axis[1] - axis[0])
+        step = float(axis[1] - axis[0])
+        means = self.means.detach().cpu().float()
+        cov = covariances(self.log_scales, self.quats).detach().cpu().float()
+        inv = torch.linalg.inv(cov + 1e-8 * torch.eye(3))
+        op = torch.sigmoid(self.opacity_logits.detach().cpu().float())
+        half = support * torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt()  # the ellipsoid's box
+        lo = torch.ceil((means - half + b) / step).clamp(0, resolution - 1).long()
+        hi = torch.floor((means + half + b) / step).clamp(-1, resolution - 1).long()
+        size = (hi - lo + 1).clamp(min=0)  # grid points per axis in each box (0: outside the grid)
+        count = size.prod(-1)
+        ends = count.cumsum(0)
+        starts = ends - count
+        grid = torch.zeros(resolution ** 3)
+        for first in range(0, int(ends[-1]) if len(ends) else 0, pairs_per_chunk):  # (Gaussian, grid point) pairs
+            pair = torch.arange(first, min(first + pairs_per_chunk, int(ends[-1])))
+            g = torch.searchsorted(ends, pair, right=True)
+            k = pair - starts[g]
+            sy, sz = size[g, 1], size[g, 2]
+            idx = torch.stack([lo[g, 0] + k // (sy * sz), lo[g, 1] + (k // sz) % sy, lo[g, 2] + k % sz], -1)
+            d = axis[idx] - means[g]
+            value = op[g] * torch.exp(-0.5 * mahalanobis_sq(d, inv[g]))
+            grid.index_add_(0, (idx[:, 0] * resolution + idx[:, 1]) * resolution + idx[:, 2], value)
+        return grid.view(resolution, resolution, resolution), step
 
     @torch.no_grad()
     def colour_at(self, xyz: torch.Tensor, shaded: bool = False, chunk: int = 4096) -> torch.Tensor:
@@ -341,6 +372,6 @@ class GaussianScene(Scene):
         out = []
         for i in range(0, xyz.shape[0], chunk):
             d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
-            w = op * torch.exp(-0.5 * torch.einsum("pni,nij,pnj->pn", d, inv, d)) + 1e-12
+            w = op * torch.exp(-0.5 * mahalanobis_sq(d, inv)) + 1e-12
             out.append(((w[..., None] * col).sum(1) / w.sum(1, keepdim=True)).cpu())
         return torch.cat(out)
