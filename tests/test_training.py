@@ -117,16 +117,13 @@ def test_every_method_steps_with_several_noise_draws(tiny_shapes_teacher, method
 
 
 class _InOrder:
-    """Stands in for the overlap's second thread: runs the work at once, on the calling thread, on one core."""
+    """Stands in for the overlap's second thread: runs the work at once, on the calling thread."""
 
     def submit(self, fn, *args):
         from concurrent.futures import Future
 
-        from uni3d.training import torch_threads
-
         done = Future()
-        with torch_threads(1):
-            done.set_result(fn(*args))
+        done.set_result(fn(*args))
         return done
 
 

@@ -40,9 +40,9 @@ class TrainConfig:
     """Fake-score (LoRA) steps per scene step (VSD, Uni-Instruct)."""
     overlap_fake: bool = True
     """With two or more torch threads, compute the fake score's training gradient on a second thread while the
-    scene's gradient is back-propagated (for Uni-Instruct, through both UNets), each thread on one core: the
-    small UNet passes gain little from a second core within one operation (docs/PERFORMANCE.md). Off: one
-    stream of work on all threads. Either way a seeded run is deterministic."""
+    scene's gradient is back-propagated (for Uni-Instruct, through both UNets), each on half the threads: the
+    small UNet passes gain little from more cores within one operation (docs/PERFORMANCE.md). Off: one stream
+    of work on all threads. Either way a seeded run is deterministic."""
     lr_scale: float = 1.0
     """Multiplier of every scene learning rate."""
     regularizer_weights: dict[str, float] = field(default_factory=dict)
@@ -76,6 +76,12 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def on_threads(n: int, fn, *args):
+    """``fn(*args)`` with the calling thread's torch threads set to ``n``."""
+    with torch_threads(n):
+        return fn(*args)
 
 
 class Interrupted(Exception):
@@ -152,9 +158,12 @@ class Trainer:
         real = self.real_samples(g, len(cams)) if self.fake is not None else None
         # 9a with overlap_fake, the fake score's first gradient meanwhile, on the second thread: it reads the LoRA
         # that the UNets' backward below reads too, and nothing writes it before the fake score's step (9)
-        beside = self._second_thread()
-        first_fake: Future | None = beside.submit(self.fake_gradients, x0.detach(), cond, real, g) if beside else None
-        with torch_threads(1) if beside else nullcontext():                 # a core for each thread
+        beside, half = self._second_thread(), torch.get_num_threads() // 2
+        first_fake: Future | None = None
+        if beside is not None:
+            threads = torch.get_num_threads() - half
+            first_fake = beside.submit(on_threads, threads, self.fake_gradients, x0.detach(), cond, real, g)
+        with torch_threads(half) if beside else nullcontext():              # half the threads each
             try:
                 self.opt.zero_grad(set_to_none=True)
                 x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
@@ -188,11 +197,11 @@ class Trainer:
                 "t": float(guided.t.float().mean()), **guided.stats}
 
     def _second_thread(self) -> ThreadPoolExecutor | None:
-        """The thread of ``overlap_fake`` (made on first use, one core), or None when the step runs as one stream."""
+        """The thread of ``overlap_fake`` (made on first use), or None when the step runs as one stream."""
         if self.fake is None or not self.cfg.overlap_fake or torch.get_num_threads() < 2:
             return None
         if self._beside is None:
-            self._beside = ThreadPoolExecutor(1, "uni3d-fake", initializer=torch.set_num_threads, initargs=(1,))
+            self._beside = ThreadPoolExecutor(1, "uni3d-fake")
         return self._beside
 
     def fake_gradients(self, x0: torch.Tensor, cond: Conditioning, real: torch.Tensor | None,
