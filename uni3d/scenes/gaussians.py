@@ -78,6 +78,10 @@ def covariances(log_scales: torch.Tensor, quats: torch.Tensor) -> torch.Tensor:
     return m @ m.transpose(1, 2)
 
 
+PAIRS_PER_CHUNK = 1 << 21
+"""(point, Gaussian) pairs the export evaluates at once: its memory stays near 100 MB of offsets whatever the count."""
+
+
 def mahalanobis_sq(d: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
     """``d^T S^-1 d`` over the last axis, for offsets ``d`` (..., 3) and inverse covariances ``inv`` (..., 3, 3) that
     broadcast against them; two products, without the outer product that a three-operand einsum may build."""
@@ -317,11 +321,12 @@ class GaussianScene(Scene):
 
     # --- fields for export ------------------------------------------------------------------
     @torch.no_grad()
-    def density(self, xyz: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    def density(self, xyz: torch.Tensor, pairs_per_chunk: int = PAIRS_PER_CHUNK) -> torch.Tensor:
         """Opacity-weighted Gaussian mixture sum_i o_i exp(-0.5 d^T S_i^-1 d) at points (N, 3), on the CPU."""
         inv = self._inverse_covariances()
         op = torch.sigmoid(self.opacity_logits)
         out = []
+        chunk = max(1, pairs_per_chunk // max(1, self.num))
         for i in range(0, xyz.shape[0], chunk):
             d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
             out.append((op * torch.exp(-0.5 * mahalanobis_sq(d, inv))).sum(-1).cpu())
@@ -333,7 +338,7 @@ class GaussianScene(Scene):
 
     @torch.no_grad()
     def density_grid(self, resolution: int = 96, support: float = 4.0,
-                     pairs_per_chunk: int = 1 << 21) -> tuple[torch.Tensor, float]:
+                     pairs_per_chunk: int = PAIRS_PER_CHUNK) -> tuple[torch.Tensor, float]:
         """:meth:`density` on a ``resolution``^3 grid over the scene cube, each Gaussian summed over the grid points
         of its ellipsoid's bounding box at ``support`` standard deviations (a term beyond it is below
         ``exp(-support^2 / 2)`` of its opacity: 3e-4 at 4). Its cost grows with the points the Gaussians cover, not
@@ -365,11 +370,12 @@ class GaussianScene(Scene):
         return grid.view(resolution, resolution, resolution), step
 
     @torch.no_grad()
-    def colour_at(self, xyz: torch.Tensor, shaded: bool = False, chunk: int = 4096) -> torch.Tensor:
+    def colour_at(self, xyz: torch.Tensor, shaded: bool = False, pairs_per_chunk: int = PAIRS_PER_CHUNK) -> torch.Tensor:
         """Colour of the Gaussians around each point, weighted by their density there; on the CPU."""
         inv = self._inverse_covariances()
         op, col = torch.sigmoid(self.opacity_logits), torch.sigmoid(self.colour_logits)
         out = []
+        chunk = max(1, pairs_per_chunk // max(1, self.num))
         for i in range(0, xyz.shape[0], chunk):
             d = xyz[i:i + chunk, None].to(self.means) - self.means[None]
             w = op * torch.exp(-0.5 * mahalanobis_sq(d, inv)) + 1e-12
