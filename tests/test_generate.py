@@ -290,3 +290,20 @@ def test_method_flag_starts_from_the_method_preset(tiny_shapes_dir, tmp_path, fl
     assert saved.guidance.cfg_scale == cfg_scale
     assert saved.nerf.blob_radius == blob
     assert saved.guidance.t_max_end == t_max_end
+
+
+def test_a_run_config_with_a_retired_setting_still_loads(tmp_path):
+    """Gaussian runs made before the pair-list rasteriser saved its tile side; they still reload (and export)."""
+    from uni3d.config import save_run_config
+    from uni3d.errors import UserError
+
+    path = tmp_path / "config.yaml"
+    save_run_config(GenerateConfig(scene="gaussians"), path)
+    data = yaml.safe_load(path.read_text())
+    data["gaussians"]["tile"] = 8
+    path.write_text(yaml.safe_dump(data))
+    assert load_run_config(path).scene == "gaussians"
+    data["gaussians"]["tiles"] = 8  # an unknown setting is still an error
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match="tiles"):
+        load_run_config(path)

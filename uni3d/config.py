@@ -160,6 +160,15 @@ def save_run_config(cfg: GenerateConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump({k: plain[k] for k in RUN_KEYS}, sort_keys=False))
 
 
+RETIRED = {"gaussians": ("tile",)}
+"""Settings that earlier runs' config.yaml may hold and that no longer exist (the rasteriser's tile side, before
+it evaluated pixel-Gaussian pairs): dropped when a run is loaded, so that it still exports and resumes."""
+
+
 def load_run_config(path: Path, base: GenerateConfig | None = None) -> GenerateConfig:
     data = yaml.safe_load(path.read_text())
+    for section, keys in RETIRED.items():
+        for key in keys:
+            if isinstance(data, dict) and isinstance(data.get(section), dict):
+                data[section].pop(key, None)
     return apply_overrides(base or GenerateConfig(), data)

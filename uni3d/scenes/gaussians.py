@@ -1,9 +1,9 @@
-"""3D Gaussians with a pure-torch tiled rasteriser (gsplat on CUDA when installed), densify and prune.
+"""3D Gaussians with a pure-torch rasteriser (gsplat on CUDA when installed), densify and prune.
 
 Each Gaussian has a mean, an anisotropic scale, a rotation (unit quaternion), an opacity and a
 view-independent albedo. Rendering (Kerbl et al. 2023): project each Gaussian to a 2D Gaussian
-with the perspective Jacobian, sort by depth, and alpha-composite front to back per pixel; the
-image is cut into tiles and each tile only visits the Gaussians whose 3-sigma box touches it.
+with the perspective Jacobian, sort by depth, and alpha-composite front to back per pixel; each
+pixel only visits the Gaussians whose 3-sigma box holds it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ class GaussiansConfig:
     """Initial opacity."""
     bound: float = 0.9
     """Half-size of the scene cube used by export (world units)."""
-    tile: int = 8
-    """Tile side of the rasteriser (pixels)."""
     lr_means: float = 0.005
     lr_scales: float = 0.01
     lr_quats: float = 0.005
@@ -117,49 +115,55 @@ def project(means, cov3, opacity, colours, rot, centre, focal, resolution):
     return torch.stack([u, v], -1), conic, p[:, 2], radius
 
 
-def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, tile: int, background):
-    """Alpha-composite 2D Gaussians front to back, per tile. Returns rgb (3, H, W), alpha (1, H, W), depth (1, H, W)."""
-    dev = means2d.device
-    visible = (depth > 0.05) & (means2d[:, 0] + radius > 0) & (means2d[:, 0] - radius < resolution) \
-        & (means2d[:, 1] + radius > 0) & (means2d[:, 1] - radius < resolution)
+def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, background):
+    """Alpha-composite 2D Gaussians front to back. Returns rgb (3, H, W), alpha (1, H, W), depth (1, H, W).
+
+    Only the (pixel, Gaussian) pairs whose pixel centre lies within the Gaussian's 3-sigma box are evaluated, sorted by
+    pixel with the Gaussians in depth order; each pair's transmittance is the product of ``1 - alpha`` over the
+    pixel's nearer pairs, taken as a cumulative sum of logs (in float64) restarted at each pixel. The work grows
+    with the pixels the Gaussians cover, not with pixels x Gaussians.
+    """
+    dev, res = means2d.device, resolution
+    visible = (depth > 0.05) & (means2d[:, 0] + radius > 0) & (means2d[:, 0] - radius < res) \
+        & (means2d[:, 1] + radius > 0) & (means2d[:, 1] - radius < res)
     idx = visible.nonzero().squeeze(-1)
-    idx = idx[torch.argsort(depth[idx])]
+    idx = idx[torch.argsort(depth[idx])]  # front to back
     m, cn, d, r = means2d[idx], conic[idx], depth[idx], radius[idx]
     op, col = opacity[idx], colours[idx]
-    nt = (resolution + tile - 1) // tile
-    ty, tx = torch.meshgrid(torch.arange(nt, device=dev), torch.arange(nt, device=dev), indexing="ij")
-    t0x, t0y = (tx.reshape(-1) * tile).float(), (ty.reshape(-1) * tile).float()
-    # (tiles, gaussians) overlap of the 3-sigma box with the tile
-    hit = (m[None, :, 0] + r[None] > t0x[:, None]) & (m[None, :, 0] - r[None] < t0x[:, None] + tile) \
-        & (m[None, :, 1] + r[None] > t0y[:, None]) & (m[None, :, 1] - r[None] < t0y[:, None] + tile)
-    k = int(hit.sum(1).max().item()) if hit.numel() else 0
-    n_tiles = nt * nt
-    px = torch.arange(tile, device=dev).float() + 0.5
-    pyy, pxx = torch.meshgrid(px, px, indexing="ij")
-    pix = torch.stack([pxx.reshape(-1), pyy.reshape(-1)], -1)  # (tile*tile, 2) within a tile
-    pix = pix[None] + torch.stack([t0x, t0y], -1)[:, None]  # (T, P, 2)
-    if k == 0:
-        rgb = background.view(1, 1, 3).expand(n_tiles, tile * tile, 3)
-        alpha_img = torch.zeros(n_tiles, tile * tile, device=dev)
-        depth_img = torch.zeros(n_tiles, tile * tile, device=dev)
-    else:
-        # depth order is kept: stable sort puts each tile's hits first, in depth order
-        order = torch.argsort((~hit).to(torch.int8), dim=1, stable=True)[:, :k]
-        valid = torch.gather(hit, 1, order)
-        dxy = pix[:, :, None, :] - m[order][:, None]  # (T, P, K, 2)
-        c = cn[order][:, None]
-        power = -0.5 * (c[..., 0] * dxy[..., 0] ** 2 + c[..., 2] * dxy[..., 1] ** 2) - c[..., 1] * dxy[..., 0] * dxy[..., 1]
-        alpha = (op[order][:, None] * torch.exp(power.clamp(max=0))).clamp(max=0.99)
-        alpha = alpha * valid[:, None].float() * (alpha > 1.0 / 255).float()
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha], -1), -1)[..., :-1]
-        w = alpha * trans  # (T, P, K)
-        alpha_img = w.sum(-1)
-        rgb = (w[..., None] * col[order][:, None]).sum(-2) + (1 - alpha_img)[..., None] * background
-        depth_img = (w * d[order][:, None]).sum(-1)
-    def to_image(x, ch):
-        x = x.view(nt, nt, tile, tile, ch).permute(4, 0, 2, 1, 3).reshape(ch, nt * tile, nt * tile)
-        return x[:, :resolution, :resolution]
-    return to_image(rgb, 3), to_image(alpha_img[..., None], 1), to_image(depth_img[..., None], 1)
+    with torch.no_grad():  # the pixels of each Gaussian's box: centres i + 0.5 strictly within m +- r
+        lo = torch.floor(m - r[:, None] - 0.5).long() + 1
+        hi = torch.ceil(m + r[:, None] - 0.5).long() - 1
+        lo, hi = lo.clamp(0, res - 1), hi.clamp(-1, res - 1)
+        size = (hi - lo + 1).clamp(min=0)
+        count = size[:, 0] * size[:, 1]
+        g = torch.repeat_interleave(torch.arange(len(idx), device=dev), count)
+        k = torch.arange(len(g), device=dev) - torch.repeat_interleave(count.cumsum(0) - count, count)
+        px = lo[g, 0] + k % size[g, 0]
+        py = lo[g, 1] + k // size[g, 0]
+        pixel = py * res + px
+        order = torch.sort(pixel, stable=True).indices  # by pixel; Gaussians stay in depth order within one
+        g, pixel = g[order], pixel[order]
+        px, py = px[order], py[order]
+    dx = px.to(m.dtype) + 0.5 - m[g, 0]
+    dy = py.to(m.dtype) + 0.5 - m[g, 1]
+    c = cn[g]
+    power = -0.5 * (c[:, 0] * dx * dx + c[:, 2] * dy * dy) - c[:, 1] * dx * dy
+    alpha = (op[g] * torch.exp(power.clamp(max=0))).clamp(max=0.99)
+    alpha = alpha * (alpha > 1.0 / 255).to(alpha.dtype)
+    # transmittance before each pair: the product of (1 - alpha) over the pixel's nearer pairs, as a sum of logs
+    log_t = torch.log1p(-alpha).double()
+    nearer = torch.cumsum(log_t, 0) - log_t  # over every earlier pair, of this pixel and the pixels before it
+    with torch.no_grad():
+        first = torch.ones_like(pixel, dtype=torch.bool)
+        first[1:] = pixel[1:] != pixel[:-1]
+        start = torch.cummax(torch.where(first, torch.arange(len(pixel), device=dev), 0), 0).values
+    w = alpha * torch.exp(nearer - nearer[start]).to(alpha.dtype)
+    n = res * res
+    alpha_img = torch.zeros(n, device=dev, dtype=w.dtype).index_add(0, pixel, w)
+    rgb = torch.zeros(n, 3, device=dev, dtype=w.dtype).index_add(0, pixel, w[:, None] * col[g])
+    rgb = rgb + (1 - alpha_img)[:, None] * background
+    depth_img = torch.zeros(n, device=dev, dtype=w.dtype).index_add(0, pixel, w * d[g])
+    return rgb.T.reshape(3, res, res), alpha_img.view(1, res, res), depth_img.view(1, res, res)
 
 
 class GaussianScene(Scene):
@@ -207,7 +211,7 @@ class GaussianScene(Scene):
             if self.training and m2d.requires_grad:
                 m2d.retain_grad()
                 self._means2d.append(m2d)
-            rgb, a, d = rasterize(m2d, conic, depth, radius, opacity, colours, resolution, self.config.tile, self.background)
+            rgb, a, d = rasterize(m2d, conic, depth, radius, opacity, colours, resolution, self.background)
             rgbs.append(rgb)
             alphas.append(a)
             depths.append(d)
