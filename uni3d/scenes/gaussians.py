@@ -133,7 +133,7 @@ def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, 
     with torch.no_grad():  # the pixels of each Gaussian's box: centres i + 0.5 strictly within m +- r
         lo = torch.floor(m - r[:, None] - 0.5).long() + 1
         hi = torch.ceil(m + r[:, None] - 0.5).long() - 1
-        lo, hi = lo.clamp(0, res - 1), hi.clamp(-1, res - 1)
+        lo, hi = lo.clamp(0, res), hi.clamp(-1, res - 1)  # an empty box where it misses the image
         size = (hi - lo + 1).clamp(min=0)
         count = size[:, 0] * size[:, 1]
         g = torch.repeat_interleave(torch.arange(len(idx), device=dev), count)
@@ -355,7 +355,7 @@ class GaussianScene(Scene):
         inv = torch.linalg.inv(cov + 1e-8 * torch.eye(3))
         op = torch.sigmoid(self.opacity_logits.detach().cpu().float())
         half = support * torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt()  # the ellipsoid's box
-        lo = torch.ceil((means - half + b) / step).clamp(0, resolution - 1).long()
+        lo = torch.ceil((means - half + b) / step).clamp(0, resolution).long()
         hi = torch.floor((means + half + b) / step).clamp(-1, resolution - 1).long()
         size = (hi - lo + 1).clamp(min=0)  # grid points per axis in each box (0: outside the grid)
         count = size.prod(-1)
