@@ -86,6 +86,23 @@ def mahalanobis_sq(d: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
     return ((d[..., None, :] @ inv).squeeze(-2) * d).sum(-1)
 
 
+def box_cells(lo: torch.Tensor, size: torch.Tensor, first: int = 0, last: int | None = None):
+    """The (box, cell) pairs numbered ``first`` to ``last`` (default: all) of axis-aligned boxes of integer cells with
+    corners ``lo`` (N, D) and ``size`` (N, D) cells per axis, box after box, the last axis fastest: each pair's box
+    (P,) and cell (P, D). A box of size 0 on an axis has no cells."""
+    count = size.prod(-1)
+    ends = count.cumsum(0)
+    total = int(ends[-1]) if len(ends) else 0
+    pair = torch.arange(first, total if last is None else min(last, total), device=lo.device)
+    box = torch.searchsorted(ends, pair, right=True)
+    k = pair - (ends - count)[box]
+    cells = []
+    for axis in reversed(range(lo.shape[1])):
+        cells.append(lo[box, axis] + k % size[box, axis])
+        k = k // size[box, axis]
+    return box, torch.stack(cells[::-1], -1)
+
+
 def view_matrices(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor, float]:
     """World-to-camera rotations (B, 3, 3) (rows: right, up, forward), centres (B, 3), focal in NDC units."""
     right, true_up, forward = cams.basis()
@@ -134,12 +151,8 @@ def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, 
         lo = torch.floor(m - r[:, None] - 0.5).long() + 1
         hi = torch.ceil(m + r[:, None] - 0.5).long() - 1
         lo, hi = lo.clamp(0, res), hi.clamp(-1, res - 1)  # an empty box where it misses the image
-        size = (hi - lo + 1).clamp(min=0)
-        count = size[:, 0] * size[:, 1]
-        g = torch.repeat_interleave(torch.arange(len(idx), device=dev), count)
-        k = torch.arange(len(g), device=dev) - torch.repeat_interleave(count.cumsum(0) - count, count)
-        px = lo[g, 0] + k % size[g, 0]
-        py = lo[g, 1] + k // size[g, 0]
+        g, cell = box_cells(lo.flip(-1), (hi - lo + 1).clamp(min=0).flip(-1))  # (y, x): x fastest
+        py, px = cell.unbind(-1)
         pixel = py * res + px
         order = torch.sort(pixel, stable=True).indices  # by pixel; Gaussians stay in depth order within one
         g, pixel = g[order], pixel[order]
@@ -346,28 +359,21 @@ class GaussianScene(Scene):
         """:meth:`density` on a ``resolution``^3 grid over the scene cube, each Gaussian summed over the grid points
         of its ellipsoid's bounding box at ``support`` standard deviations (a term beyond it is below
         ``exp(-support^2 / 2)`` of its opacity: 3e-4 at 4). Its cost grows with the points the Gaussians cover, not
-        with points x Gaussians: a 128^3 grid of 2000 Gaussians in seconds, where the dense sum took minutes."""
+        with points x Gaussians."""
         b = self.config.bound
         axis = torch.linspace(-b, b, resolution)
         step = float(axis[1] - axis[0])
         means = self.means.detach().cpu().float()
         cov = covariances(self.log_scales, self.quats).detach().cpu().float()
-        inv = torch.linalg.inv(cov + 1e-8 * torch.eye(3))
+        inv = self._inverse_covariances().detach().cpu().float()
         op = torch.sigmoid(self.opacity_logits.detach().cpu().float())
         half = support * torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=0).sqrt()  # the ellipsoid's box
         lo = torch.ceil((means - half + b) / step).clamp(0, resolution).long()
         hi = torch.floor((means + half + b) / step).clamp(-1, resolution - 1).long()
         size = (hi - lo + 1).clamp(min=0)  # grid points per axis in each box (0: outside the grid)
-        count = size.prod(-1)
-        ends = count.cumsum(0)
-        starts = ends - count
         grid = torch.zeros(resolution ** 3)
-        for first in range(0, int(ends[-1]) if len(ends) else 0, pairs_per_chunk):  # (Gaussian, grid point) pairs
-            pair = torch.arange(first, min(first + pairs_per_chunk, int(ends[-1])))
-            g = torch.searchsorted(ends, pair, right=True)
-            k = pair - starts[g]
-            sy, sz = size[g, 1], size[g, 2]
-            idx = torch.stack([lo[g, 0] + k // (sy * sz), lo[g, 1] + (k // sz) % sy, lo[g, 2] + k % sz], -1)
+        for first in range(0, int(size.prod(-1).sum()), pairs_per_chunk):  # (Gaussian, grid point) pairs
+            g, idx = box_cells(lo, size, first, first + pairs_per_chunk)
             d = axis[idx] - means[g]
             value = op[g] * torch.exp(-0.5 * mahalanobis_sq(d, inv[g]))
             grid.index_add_(0, (idx[:, 0] * resolution + idx[:, 1]) * resolution + idx[:, 2], value)
