@@ -157,11 +157,13 @@ def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, 
         order = torch.sort(pixel, stable=True).indices  # by pixel; Gaussians stay in depth order within one
         g, pixel = g[order], pixel[order]
         px, py = px[order], py[order]
-    dx = px.to(m.dtype) + 0.5 - m[g, 0]
-    dy = py.to(m.dtype) + 0.5 - m[g, 1]
-    c = cn[g]
+    # per-pair copies by index_select, whose backward (index_add) sums in a fixed order: indexing with repeated
+    # indices back-propagates through an accumulation that varies from run to run on several threads
+    mg, c = m.index_select(0, g), cn.index_select(0, g)
+    dx = px.to(m.dtype) + 0.5 - mg[:, 0]
+    dy = py.to(m.dtype) + 0.5 - mg[:, 1]
     power = -0.5 * (c[:, 0] * dx * dx + c[:, 2] * dy * dy) - c[:, 1] * dx * dy
-    alpha = (op[g] * torch.exp(power.clamp(max=0))).clamp(max=0.99)
+    alpha = (op.index_select(0, g) * torch.exp(power.clamp(max=0))).clamp(max=0.99)
     alpha = alpha * (alpha > 1.0 / 255).to(alpha.dtype)
     # transmittance before each pair: the product of (1 - alpha) over the pixel's nearer pairs, as a sum of logs
     log_t = torch.log1p(-alpha).double()
@@ -170,12 +172,12 @@ def rasterize(means2d, conic, depth, radius, opacity, colours, resolution: int, 
         first = torch.ones_like(pixel, dtype=torch.bool)
         first[1:] = pixel[1:] != pixel[:-1]
         start = torch.cummax(torch.where(first, torch.arange(len(pixel), device=dev), 0), 0).values
-    w = alpha * torch.exp(nearer - nearer[start]).to(alpha.dtype)
+    w = alpha * torch.exp(nearer - nearer.index_select(0, start)).to(alpha.dtype)
     n = res * res
     alpha_img = torch.zeros(n, device=dev, dtype=w.dtype).index_add(0, pixel, w)
-    rgb = torch.zeros(n, 3, device=dev, dtype=w.dtype).index_add(0, pixel, w[:, None] * col[g])
+    rgb = torch.zeros(n, 3, device=dev, dtype=w.dtype).index_add(0, pixel, w[:, None] * col.index_select(0, g))
     rgb = rgb + (1 - alpha_img)[:, None] * background
-    depth_img = torch.zeros(n, device=dev, dtype=w.dtype).index_add(0, pixel, w * d[g])
+    depth_img = torch.zeros(n, device=dev, dtype=w.dtype).index_add(0, pixel, w * d.index_select(0, g))
     return rgb.T.reshape(3, res, res), alpha_img.view(1, res, res), depth_img.view(1, res, res)
 
 
