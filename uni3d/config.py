@@ -165,10 +165,13 @@ RETIRED = {"gaussians": ("tile",)}
 it evaluated pixel-Gaussian pairs): dropped when a run is loaded, so that it still exports and resumes."""
 
 
+def without_retired(data):
+    """A run's config.yaml contents (as loaded) without the RETIRED settings; anything else is returned as is."""
+    if not isinstance(data, dict):
+        return data
+    return {section: {k: v for k, v in value.items() if k not in RETIRED.get(section, ())}
+            if isinstance(value, dict) else value for section, value in data.items()}
+
+
 def load_run_config(path: Path, base: GenerateConfig | None = None) -> GenerateConfig:
-    data = yaml.safe_load(path.read_text())
-    for section, keys in RETIRED.items():
-        for key in keys:
-            if isinstance(data, dict) and isinstance(data.get(section), dict):
-                data[section].pop(key, None)
-    return apply_overrides(base or GenerateConfig(), data)
+    return apply_overrides(base or GenerateConfig(), without_retired(yaml.safe_load(path.read_text())))

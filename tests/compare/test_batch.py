@@ -101,6 +101,23 @@ def test_a_setting_added_since_a_run_does_not_make_it_stale(fake_runs, tmp_path)
         compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
 
 
+def test_a_retired_setting_does_not_make_a_run_stale(fake_runs, tmp_path):
+    """Gaussian runs made before the pair-list rasteriser saved its tile side: a batch resumes over them."""
+    out = tmp_path / "cmp"
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    path = out / "runs" / "sds" / "a-red-mug" / "s0" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["gaussians"]["tile"] = 8
+    path.write_text(yaml.safe_dump(config))
+    fake_runs.calls.clear()
+    compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+    assert fake_runs.calls == []
+    config["gaussians"]["tiles"] = 8  # a setting uni3d never had still tells the run apart
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="gaussians.tiles: 8 here"):
+        compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))
+
+
 def test_report_only_runs_nothing(fake_runs, tmp_path):
     out = tmp_path / "cmp"
     compare(_cfg(out, methods=("sds",), prompts=("a red mug",)))

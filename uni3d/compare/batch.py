@@ -76,11 +76,11 @@ def resolve_spec(cfg: CompareConfig) -> BatchSpec:
 
 def stale(task: RunTask, ignore: tuple[str, ...] = ()) -> str | None:
     """Where a finished run's config.yaml differs from what the batch asks for (outside the sections in
-    ``ignore``), or None."""
-    from uni3d.config import RUN_KEYS, GenerateConfig, to_plain
+    ``ignore``, and leaving out settings uni3d has retired since), or None."""
+    from uni3d.config import RUN_KEYS, GenerateConfig, to_plain, without_retired
 
     try:
-        have = yaml.safe_load((task.run_dir / "config.yaml").read_text())
+        have = without_retired(yaml.safe_load((task.run_dir / "config.yaml").read_text()))
     except (OSError, yaml.YAMLError):
         return "config.yaml unreadable"
     def settings(config: GenerateConfig) -> dict:  # as config.yaml holds them
