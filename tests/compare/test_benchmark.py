@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from uni3d.compare.spec import BatchSpec, PromptGroup
+from uni3d.compare.spec import BatchSpec, PromptGroup, load_spec
 from uni3d.training import TrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
@@ -150,3 +150,19 @@ def test_compare_records_scores_both_sides_as_the_benchmark_does(tmp_path):
     assert lines[2] == "| a red mug | 0 | mug, 0.0200, red, 2 (misses: 2 handles) | mug, 0.0200, red, 1 |"
     assert len([line for line in lines if line.startswith("| a red mug |")]) == 1  # seeds 1 and 2: one side only
     assert "bar met 0 of 1; below 0.025 1 of 1 | mean Chamfer-L1 0.0200; bar met 1 of 1" in lines[-1]
+
+
+def test_the_committed_records_stand_for_the_benchmark_as_the_code_now_asks():
+    """Every record in docs/benchmark/runs was made with the settings that configs/benchmark/full.yaml and the
+    presets give today: a change to a preset (or a default) that the benchmark's runs did not have fails here, so
+    BENCHMARK.md never describes other settings than the code's, and a fresh checkout resumes over the records."""
+    from uni3d.compare.batch import plan, stale
+
+    root = Path(__file__).resolve().parents[2]
+    records = root / "docs" / "benchmark" / "runs"
+    # planned into the records' parent, each run's directory is its record
+    tasks = [t for t in plan(load_spec(root / "configs" / "benchmark" / "full.yaml"), records.parent)
+             if (t.run_dir / "evaluation.json").is_file()]
+    assert tasks and tasks[0].run_dir.parent.parent.parent == records
+    differ = {t.key: d for t in tasks if (d := stale(t))}
+    assert not differ, f"{len(differ)} of {len(tasks)} records differ, e.g. {next(iter(differ.items()))}"
