@@ -41,8 +41,8 @@ class CompareConfig:
     ray_address: str | None = None
     """Address of the Ray cluster (host:port or ray://host:10001) for --executor ray; default: start a local Ray."""
     workers: int = 1
-    """Parallel runs in the local pool; 0 runs them one by one in this process. On a few cores, 1 worker with
-    all cores as threads is usually fastest."""
+    """Parallel runs in the local pool; 0 runs them one by one in this process. The workers share the cores
+    (see --threads)."""
     threads: int | None = None
     """torch threads (and Ray CPUs) per run. Default: the cores divided by --workers (Ray: 1)."""
     overwrite: bool = False
