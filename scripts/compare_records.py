@@ -9,7 +9,8 @@ compare --out DIR`'s DIR/runs/METHOD, or records in docs/benchmark/runs/METHOD, 
     python scripts/compare_records.py /tmp/before/docs/benchmark/runs/vsd runs/trial/runs/vsd
 
 Only runs found in both are compared. Each is scored as the benchmark scores it (scripts/benchmark.py: the
-quality bar, Chamfer-L1 below 0.025); prints a markdown table of the runs and the totals, per shape too.
+quality bar, Chamfer-L1 below 0.025); prints a markdown table of the runs and the totals, per shape too, and for
+under-specified prompts the diversity of each side over the seeds both have, as the benchmark's diversity table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from uni3d.compare.results import ok_row
+from uni3d.compare.stats import diversity_table, markdown_diversity
 from uni3d.world.captions import parse_prompt
 
 BENCHMARK = runpy.run_path(str(Path(__file__).with_name("benchmark.py")))
@@ -65,6 +67,14 @@ def compare(before_dir: Path, after_dir: Path) -> list[str]:
     for shape in sorted({parse_prompt(p).shape or "" for p, _ in keys}):
         part = [k for k in keys if (parse_prompt(k[0]).shape or "") == shape]
         lines.append(summary(shape or "no shape named", [before[k] for k in part], [after[k] for k in part]))
+    div = diversity_table([dict(side[k], method=label) for label, side in (("before", before), ("after", after))
+                           for k in keys])
+    if div:
+        mean = {label: sum(d["normalised_entropy"] for d in div if d["method"] == label) / (len(div) // 2)
+                for label in ("before", "after")}
+        lines += ["", *markdown_diversity(div, ["before", "after"]).splitlines(), "",
+                  f"Mean normalised entropy over these {len(div) // 2} prompts: before {mean['before']:.2f}, "
+                  f"after {mean['after']:.2f}."]
     return lines
 
 

@@ -152,6 +152,20 @@ def test_compare_records_scores_both_sides_as_the_benchmark_does(tmp_path):
     assert "bar met 0 of 1; below 0.025 1 of 1 | mean Chamfer-L1 0.0200; bar met 1 of 1" in lines[-1]
 
 
+def test_compare_records_gives_the_diversity_of_each_side(tmp_path):
+    compare = runpy.run_path(str(SCRIPT.with_name("compare_records.py")))["compare"]
+    ev = dict(prompt="a sphere", nearest_shape="sphere", chamfer=0.02, shape_correct=True, colour_correct=None,
+              handles=0, janus_ok=None)
+    for side, colours in (("before", ("green", "green", "green")), ("after", ("green", "red", "blue"))):
+        for seed, colour in enumerate(colours):
+            run = tmp_path / side / "a-sphere" / f"s{seed}"
+            run.mkdir(parents=True)
+            (run / "evaluation.json").write_text(json.dumps(dict(ev, colour=colour)))
+    lines = compare(tmp_path / "before", tmp_path / "after")
+    assert "| a sphere | colour | 1/3, H=0.00 (green 3) | 3/3, H=1.00 (blue 1, green 1, red 1) |" in lines
+    assert lines[-1] == "Mean normalised entropy over these 1 prompts: before 0.00, after 1.00."
+
+
 def test_the_committed_records_stand_for_the_benchmark_as_the_code_now_asks():
     """Every record in docs/benchmark/runs was made with the settings that configs/benchmark/full.yaml and the
     presets give today: a change to a preset (or a default) that the benchmark's runs did not have fails here, so
