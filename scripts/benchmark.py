@@ -147,13 +147,18 @@ def quality_bar(rows: list[dict], methods: list[str]) -> str:
 
 
 def readings(summary: dict) -> list[str]:
-    """For each metric, the best method by its mean, and whether its interval separates it from the next; a method
-    with runs not finished says so, as its mean covers only part of the batch."""
+    """For each metric, the best method by its mean, and whether its interval separates it from the next.
+
+    A method with runs not finished has means over part of the prompts only (the batch runs them in order), so
+    while two or more methods are complete only those are ranked, and a last line names the ones left out;
+    otherwise every method is ranked, and a partial one says so with its mean."""
     partial = {k: f"; {s['runs']['n'] - s['failed']['n']} of {s['runs']['n']} runs finished" for k, s in summary.items()
                if s["failed"]["n"]}
+    left_out = list(partial) if len(summary) - len(partial) >= 2 else []
     out = []
     for m in [*METRICS, DIVERSITY]:
-        scored = [(k, s[m.name]) for k, s in summary.items() if s[m.name]["n"] and not np.isnan(s[m.name]["mean"])]
+        scored = [(k, s[m.name]) for k, s in summary.items()
+                  if k not in left_out and s[m.name]["n"] and not np.isnan(s[m.name]["mean"])]
         if len(scored) < 2:
             continue
         scored.sort(key=lambda x: x[1]["mean"], reverse=m.better == "higher")
@@ -169,6 +174,9 @@ def readings(summary: dict) -> list[str]:
             continue
         apart = a["lo"] > b["hi"] if m.better == "higher" else a["hi"] < b["lo"]
         out.append(head + ("the intervals do not overlap." if apart else "the intervals overlap: not separated by this benchmark."))
+    if left_out:
+        out.append("- Not ranked above until their runs finish, as their means cover only part of the prompts: "
+                   + ", ".join(f"{k} ({partial[k][2:]})" for k in left_out) + ".")
     return out
 
 

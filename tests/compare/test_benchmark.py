@@ -136,6 +136,12 @@ def test_a_method_with_runs_not_finished_says_so_in_the_readings():
                         "uni-instruct-rkl": stats(0.03, 0)})
     assert line == "- Chamfer-L1: sds, vsd and uni-instruct-fkl tie at 0.0200."  # each method tied at the top is named
 
+    # with two methods complete, a partial one is not ranked, however good its mean over the prompts it has run
+    lines = readings({"sds": stats(0.02, 0), "vsd": stats(0.03, 0), "uni-instruct-js": stats(0.01, 7)})
+    assert lines[0].startswith("- Chamfer-L1: best mean **sds** (0.0200), then vsd (0.0300); ")
+    assert lines[1] == ("- Not ranked above until their runs finish, as their means cover only part of the prompts: "
+                        "uni-instruct-js (3 of 10 runs finished).")
+
 
 def test_compare_records_scores_both_sides_as_the_benchmark_does(tmp_path):
     compare = runpy.run_path(str(SCRIPT.with_name("compare_records.py")))["compare"]
