@@ -273,7 +273,7 @@ def test_method_preset_without_the_presets_directory_is_an_error(tmp_path, monke
 
 
 @pytest.mark.parametrize("flags,method,cfg_scale,blob,t_max_end", [
-    (["--method", "sds"], "sds", 20.0, 0.42, 0.98),
+    (["--method", "sds"], "sds", 7.5, 0.42, 0.98),
     (["--method=sds", "--cfg-scale", "12"], "sds", 12.0, 0.42, 0.98),
     (["--method", "vsd"], "vsd", 7.5, 0.42, 0.5),
     (["--method", "vsd", "--t-max-end", "0.7"], "vsd", 7.5, 0.42, 0.7)])

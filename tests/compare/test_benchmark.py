@@ -25,7 +25,7 @@ def test_benchmark_document_from_a_small_batch(fake_runs, tmp_path, monkeypatch)
     runpy.run_path(str(SCRIPT), run_name="__main__")
     text = doc.read_text()
     assert "**6 of 6 runs finished**" in text and "python scripts/benchmark.py --spec" in text
-    assert f"| sds | sds | 20 | 0.02-0.98 | 30 | {TrainConfig().views} | 4 | 32 | nerf (blob_radius 0.42) |" in text  # presets, spec
+    assert f"| sds | sds | 7.5 | 0.02-0.98 | 30 | {TrainConfig().views} | 4 | 32 | nerf (blob_radius 0.42) |" in text  # presets, spec
     assert "| sds | 3 (0) |" in text and "| a mug | colour | 2/2, H=1.00" in text
     assert "| sds | 3 | 0 | 3 | 0 |" in text  # the Janus table: three mug runs, one handle each
     assert "| vsd | 1 of 1 | 1 of 1 | - |" in text  # the quality bar: the ground-truth mug meets it
@@ -78,7 +78,7 @@ def test_settings_give_the_diffusion_time_schedule(tmp_path):
     spec = BatchSpec(methods=["sds", "uni-instruct-fkl"], groups=[PromptGroup(["a red mug"], [0])],
                      overrides={"guidance": {"anneal_steps": 100}})
     sds, fkl = settings(spec, tmp_path)[2:]
-    assert "| 20 | 0.02-0.98 | 300 | 1 | 4 |" in sds  # no annealing: one range; configs/sds.yaml: 4 draws, 300 steps
+    assert "| 7.5 | 0.02-0.98 | 300 | 1 | 4 |" in sds  # no annealing: one range; configs/sds.yaml: 4 draws, 300 steps
     assert "| 3 | 0.9-0.98, to 0.02-0.98 over steps 0-100 | 500 | 1 | 1 |" in fkl  # configs/uni-instruct-fkl.yaml
 
 

@@ -29,7 +29,7 @@ def test_run_dir_and_config_of_a_run(tmp_path):
     sds, js = plan(spec, tmp_path)
     assert sds.run_dir == tmp_path / "runs" / "sds" / "a-red-mug" / "s3" and sds.key == run_key("sds", "a red mug", 3)
     assert sds.config.train.seed == 3 and sds.config.train.steps == 11 and sds.config.export.resolution == 50
-    assert sds.config.guidance.method == "sds" and sds.config.guidance.cfg_scale == 20.0  # the preset
+    assert sds.config.guidance.method == "sds" and sds.config.guidance.cfg_scale == 7.5  # the preset
     assert js.config.guidance.divergence == "js" and js.config.progress is False
 
 
