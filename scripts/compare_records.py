@@ -8,8 +8,8 @@ compare --out DIR`'s DIR/runs/METHOD, or records in docs/benchmark/runs/METHOD, 
     git worktree add /tmp/before REV
     python scripts/compare_records.py /tmp/before/docs/benchmark/runs/vsd runs/trial/runs/vsd
 
-Only runs found in both are compared. Each is scored as the benchmark scores it (scripts/benchmark.py: the
-quality bar, Chamfer-L1 below 0.025); prints a markdown table of the runs and the totals, per shape too, and for
+Only runs found in both are compared; --prompts (prompt sets too: full, under, ...) and --seeds narrow them. Each is
+scored as the benchmark scores it (scripts/benchmark.py: the quality bar, Chamfer-L1 below 0.025); prints a markdown table of the runs and the totals, per shape too, and for
 under-specified prompts the diversity of each side over the seeds both have, as the benchmark's diversity table.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from uni3d.compare.results import ok_row
+from uni3d.compare.spec import expand_prompts
 from uni3d.compare.stats import diversity_table, markdown_diversity
 from uni3d.world.captions import parse_prompt
 
@@ -55,11 +56,15 @@ def summary(label: str, before: list[dict], after: list[dict]) -> str:
     return f"| {label} | {len(before)} | {totals(before)} | {totals(after)} |"
 
 
-def compare(before_dir: Path, after_dir: Path) -> list[str]:
+def compare(before_dir: Path, after_dir: Path, prompts: list[str] | None = None,
+            seeds: list[int] | None = None) -> list[str]:
+    """The comparison's markdown lines, over the runs in both directories (of ``prompts`` and ``seeds`` only, if
+    given)."""
     before, after = load(before_dir), load(after_dir)
-    keys = sorted(before.keys() & after.keys())
+    keys = sorted(k for k in before.keys() & after.keys()
+                  if (prompts is None or k[0] in prompts) and (seeds is None or k[1] in seeds))
     if not keys:
-        raise SystemExit(f"no run (prompt, seed) is in both {before_dir} and {after_dir}")
+        raise SystemExit(f"no run (prompt, seed) asked for is in both {before_dir} and {after_dir}")
     lines = ["| prompt | seed | before: nearest shape, Chamfer-L1, colour, handles | after |", "|---|---|---|---|"]
     lines += [f"| {p} | {s} | {verdict(before[p, s])} | {verdict(after[p, s])} |" for p, s in keys]
     lines += ["", "| runs | n | before | after |", "|---|---|---|---|", summary("all", [before[k] for k in keys],
@@ -82,8 +87,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
+    ap.add_argument("--prompts", nargs="+", help="only these prompts, or prompt sets (full, under, ...)")
+    ap.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
     args = ap.parse_args()
-    print("\n".join(compare(args.before, args.after)))
+    prompts = expand_prompts(args.prompts) if args.prompts else None
+    print("\n".join(compare(args.before, args.after, prompts, args.seeds)))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,8 @@ def test_compare_records_gives_the_diversity_of_each_side(tmp_path):
     lines = compare(tmp_path / "before", tmp_path / "after")
     assert "| a sphere | colour | 1/3, H=0.00 (green 3) | 3/3, H=1.00 (blue 1, green 1, red 1) |" in lines
     assert lines[-1] == "Mean normalised entropy over these 1 prompts: before 0.00, after 1.00."
+    lines = compare(tmp_path / "before", tmp_path / "after", seeds=[0, 1])  # narrowed: two seeds, one colour each side
+    assert "| a sphere | colour | 1/2, H=0.00 (green 2) | 2/2, H=1.00 (green 1, red 1) |" in lines
 
 
 def test_the_committed_records_stand_for_the_benchmark_as_the_code_now_asks():
