@@ -1,6 +1,9 @@
 """Compose docs/PERFORMANCE.md from the JSON the benchmark scripts wrote under docs/performance/.
 
     python scripts/bench_guidance.py && python scripts/bench_generate.py && python scripts/write_performance.py
+
+docs/performance/nerfstudio.json, when there, is written by scripts/bench_nerfstudio.py in the nerfstudio
+environment.
 """
 
 from __future__ import annotations
@@ -143,6 +146,27 @@ def levers_section(trials: list[dict]) -> list[str]:
     return lines + ["", "Commands:", ""] + [f"- `{c}`" for c in commands] + [""]
 
 
+def nerfstudio_section(data: dict) -> list[str]:
+    """One ns-train step of each uni3d method, the fake score's gradient on a second thread or not."""
+    methods = [m for m in data if isinstance(data[m], dict)]
+    lines = [
+        "## nerfstudio: one `ns-train` step",
+        "",
+        f"Measured by `.venv-ns/bin/{data['command']}` on {data['threads']} threads: each method's `ns-train` configuration",
+        "stepped by uni3d's nerfstudio Trainer (its training iteration and callbacks, without the viewer), with the",
+        "fake score's gradient computed on a second thread during nerfstudio's backward (`--pipeline.model.overlap-fake`,",
+        "the default) and without. Seconds, each the median over the steps after the first five of "
+        f"{data['steps']}.",
+        "",
+        "| method | overlap | one stream | one stream / overlap |",
+        "|---|---|---|---|",
+    ]
+    for m in methods:
+        r = data[m]
+        lines.append(f"| {m} | {r['overlap']:.3f} | {r['one stream']:.3f} | {r['one stream'] / r['overlap']:.2f}x |")
+    return lines + [""]
+
+
 SHARE_BUDGET = 0.20
 """The largest share of a step that may be spent outside the UNet passes (issue 4)."""
 
@@ -155,6 +179,9 @@ def main() -> None:
     path = DOCS / "performance" / "generate.json"
     if path.exists():
         lines += generate_section(json.loads(path.read_text()))
+    path = DOCS / "performance" / "nerfstudio.json"
+    if path.exists():
+        lines += nerfstudio_section(json.loads(path.read_text()))
     trials = sorted((DOCS / "performance" / "levers").glob("*.json"))
     if trials:
         lines += levers_section([json.loads(t.read_text()) for t in trials])

@@ -1,10 +1,12 @@
-"""Shared fixtures: tiny random-weight teachers built on the spot, never downloaded."""
+"""Shared fixtures: tiny random-weight teachers built on the spot, never downloaded, and the threads of the
+fake-score overlap."""
 
 from __future__ import annotations
 
 import json
 import os
 import string
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,27 @@ def tiny_sd_teacher(tiny_sd_dir):
     from uni3d.teachers.stable_diffusion import StableDiffusionTeacher
 
     return StableDiffusionTeacher.from_pretrained(tiny_sd_dir)
+
+
+class _InOrder:
+    """Stands in for the overlap's second thread: runs the work at once, on the calling thread."""
+
+    def submit(self, fn, *args):
+        done = Future()
+        done.set_result(fn(*args))
+        return done
+
+
+@pytest.fixture()
+def in_order_thread():
+    """A stand-in for the overlap's second thread (``Trainer.second_thread``) that runs the work in order."""
+    return _InOrder()
+
+
+@pytest.fixture()
+def two_threads():
+    """Two torch threads (the overlap's condition), whatever this machine has; put back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

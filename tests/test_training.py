@@ -116,33 +116,13 @@ def test_every_method_steps_with_several_noise_draws(tiny_shapes_teacher, method
     assert not torch.equal(before, trainer.scene.logits)
 
 
-class _InOrder:
-    """Stands in for the overlap's second thread: runs the work at once, on the calling thread."""
-
-    def submit(self, fn, *args):
-        from concurrent.futures import Future
-
-        done = Future()
-        done.set_result(fn(*args))
-        return done
-
-
-@pytest.fixture
-def two_threads():
-    """Two torch threads (the overlap's condition), whatever this machine has; put back after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def _state(trainer):
     return [p.detach().clone() for p in trainer.scene.parameters()] + \
         [p.detach().clone() for p in trainer.fake.trainable_parameters()]
 
 
 @pytest.mark.parametrize("method", ["vsd", "uni-instruct"])
-def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method, two_threads):
+def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method, two_threads, in_order_thread):
     """With two threads the fake score's gradient is computed beside the scene's backward; the result is the
     same step computed one part after the other (no race on the shared UNet, the same random draws)."""
     from uni3d.teachers.shapes import ShapesTeacher
@@ -153,7 +133,7 @@ def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method
         trainer = _trainer(ShapesTeacher.from_pretrained(tiny_shapes_dir), method, ratio_warmup=0)
         assert trainer.cfg.overlap_fake
         if mode == "in-order":
-            trainer._second_thread = lambda: _InOrder()
+            trainer.second_thread = lambda: in_order_thread
         logs = [trainer.train_step(s) for s in range(3)]
         if mode == "thread":
             assert trainer._beside is not None  # the second thread did the work

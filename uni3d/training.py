@@ -158,7 +158,7 @@ class Trainer:
         real = self.real_samples(g, len(cams)) if self.fake is not None else None
         # 9a with overlap_fake, the fake score's first gradient meanwhile, on the second thread: it reads the LoRA
         # that the UNets' backward below reads too, and nothing writes it before the fake score's step (9)
-        beside, half = self._second_thread(), torch.get_num_threads() // 2
+        beside, half = self.second_thread(), torch.get_num_threads() // 2
         first_fake: Future | None = None
         if beside is not None:
             threads = torch.get_num_threads() - half
@@ -196,7 +196,7 @@ class Trainer:
         return {**{k: float(v.detach()) for k, v in {**losses, **fake_losses}.items()},
                 "t": float(guided.t.float().mean()), **guided.stats}
 
-    def _second_thread(self) -> ThreadPoolExecutor | None:
+    def second_thread(self) -> ThreadPoolExecutor | None:
         """The thread of ``overlap_fake`` (made on first use), or None when the step runs as one stream."""
         if self.fake is None or not self.cfg.overlap_fake or torch.get_num_threads() < 2:
             return None

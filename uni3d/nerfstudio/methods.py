@@ -5,7 +5,8 @@ Registered through the ``nerfstudio.method_configs`` entry points of ``pyproject
 NeRF with one guidance method, with the settings of its preset in ``configs/`` (read from the YAML, as
 ``uni3d generate`` reads it: guidance, and any scene, training or fake-score setting it tunes) and the optimizers of
 ``uni3d.training.Trainer`` (Adam, betas 0.9/0.99, eps 1e-15 on the scene; AdamW on the fake score), one
-nerfstudio parameter group each: ``grids``, ``mlp`` and, for VSD and Uni-Instruct, ``fake_score``.
+nerfstudio parameter group each: ``grids``, ``mlp`` and, for VSD and Uni-Instruct, ``fake_score``, stepped by
+``uni3d.nerfstudio.trainer.Uni3DTrainer`` (nerfstudio's, waiting for the fake score's gradient of the second thread).
 
     ns-train uni3d-sds --prompt "a red mug"          # the live viewer prints its address
 """
@@ -26,6 +27,7 @@ from uni3d.config import GenerateConfig, load_preset, preset_path
 from uni3d.errors import UserError
 from uni3d.nerfstudio.datamanager import Uni3DDataManagerConfig
 from uni3d.nerfstudio.model import Uni3DModelConfig
+from uni3d.nerfstudio.trainer import Uni3DTrainer
 from uni3d.scenes.nerf import NeRFConfig
 from uni3d.teachers.fake_score import FakeScoreConfig
 
@@ -102,6 +104,7 @@ def trainer_config(method: str) -> TrainerConfig:
     preset = copy.deepcopy(PRESETS[method])
     guidance, train, nerf, fake = preset.guidance, preset.train, preset.nerf, preset.fake
     return TrainerConfig(
+        _target=Uni3DTrainer,
         method_name=f"uni3d-{method}",
         steps_per_save=train.checkpoint_every,
         steps_per_eval_batch=train.steps,

@@ -27,6 +27,7 @@ from uni3d.guidance.distill import guidance_loss
 from uni3d.nerfstudio.cameras import from_nerfstudio, rays_to_uni3d
 from uni3d.scenes.nerf import NeRFConfig, NeRFScene
 from uni3d.teachers.fake_score import FakeScoreConfig
+from uni3d.training import TrainConfig, Trainer, on_threads
 
 FAKE_PREFIX = "fake_score."
 """State-dict prefix of the fake score's adapter state (never the teacher's weights)."""
@@ -55,6 +56,10 @@ class Uni3DModelConfig(ModelConfig):
     """Weight of each scene regulariser by name (loss_opacity, loss_orient, ...); missing names weigh 1."""
     eval_num_rays_per_chunk: int = 1 << 14
     """Rays per chunk when rendering for the viewer."""
+    overlap_fake: bool = True
+    """With two or more torch threads, compute the fake score's training gradient on a second thread while
+    nerfstudio back-propagates the scene's loss, each on half the threads (as uni3d generate --overlap-fake).
+    Off: the fake score's loss joins the scene's in one backward."""
 
 
 class _Outside:
@@ -63,6 +68,25 @@ class _Outside:
     def __init__(self):
         self.trainer = None  # uni3d.training.Trainer, built on first use
         self.pending_fake: dict | None = None  # fake-score state loaded before the fake score existed
+        self.beside: _Beside | None = None  # this step's fake-score gradient, being computed on the second thread
+
+
+class _Beside:
+    """The fake score's gradient being computed on the overlap's second thread; until ``join`` the calling thread
+    runs on the other half of the torch threads."""
+
+    def __init__(self, pool, work, *args):
+        self.before = torch.get_num_threads()
+        half = self.before // 2
+        self.future = pool.submit(on_threads, self.before - half, work, *args)
+        torch.set_num_threads(half)
+
+    def join(self) -> dict[str, torch.Tensor]:
+        """The fake score's losses, once its gradient is in its parameters' ``.grad``; an error there is raised here."""
+        try:
+            return self.future.result()
+        finally:
+            torch.set_num_threads(self.before)
 
 
 class Uni3DModel(Model):
@@ -83,12 +107,12 @@ class Uni3DModel(Model):
         step the parameters, the Trainer's own stay unused."""
         if self.outside.trainer is None:
             from uni3d.teachers import load_teacher
-            from uni3d.training import TrainConfig, Trainer
 
             teacher = load_teacher(self.config.teacher, str(self.device))
             prompt = self.config.prompt or ""
             teacher.embed(prompt)  # vocabulary errors now, not mid-run
-            cfg = TrainConfig(seed=self.config.seed, regularizer_weights=dict(self.config.regularizer_weights))
+            cfg = TrainConfig(seed=self.config.seed, regularizer_weights=dict(self.config.regularizer_weights),
+                              overlap_fake=self.config.overlap_fake)
             self.outside.trainer = Trainer(cfg, self.config.guidance.validate(), self.config.fake, self.scene,
                                            teacher, prompt)
             fake = self.outside.trainer.fake
@@ -155,10 +179,21 @@ class Uni3DModel(Model):
         losses = {k: weights.get(k, 1.0) * v for k, v in losses.items()}
         if u.fake is not None and self.training:
             real = u.real_samples(g, len(cams))
-            losses.update(u.fake.loss(x0.detach(), cond, real, g))
+            self.join_fake()  # a step that failed between here and the optimizers left one behind
+            beside = u.second_thread()
+            if beside is None:
+                losses.update(u.fake.loss(x0.detach(), cond, real, g))
+            else:  # its losses come from join_fake, its gradient is in .grad by then
+                self.outside.beside = _Beside(beside, u.fake_gradients, x0.detach(), cond, real, g)
         if metrics_dict is not None:
             metrics_dict.update({"t": float(guided.t.float().mean()), **guided.stats})
         return losses
+
+    def join_fake(self) -> dict[str, torch.Tensor]:
+        """Wait for the fake-score gradient that ``get_loss_dict`` left computing on the second thread; its losses
+        (none when there was none: one thread, overlap off, SDS, or already joined)."""
+        beside, self.outside.beside = self.outside.beside, None
+        return beside.join() if beside is not None else {}
 
     def get_image_metrics_and_images(self, outputs, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         return {}, {"rgb": outputs["rgb"]}
