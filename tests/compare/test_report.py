@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from uni3d.compare.report import write_reports
+from uni3d.compare.report import method_labels, write_reports
 from uni3d.compare.results import COLUMNS, read_csv, write_csv
 from uni3d.compare.stats import bootstrap_ci, diversity_table, summarise
 
@@ -71,6 +71,12 @@ def test_summary_and_diversity(rows):
     assert s["sds"]["colour_acc"]["mean"] == 1.0 and s["vsd"]["colour_acc"]["mean"] == 0.0  # the mug only
     assert s["sds"]["one_handle"]["mean"] == 1.0 and s["vsd"]["one_handle"]["mean"] == 0.75
     assert s["sds"]["chamfer"]["n"] == 4 and s["sds"]["chamfer"]["lo"] <= s["sds"]["chamfer"]["mean"] <= s["sds"]["chamfer"]["hi"]
+
+
+def test_the_plots_mark_a_method_whose_runs_are_not_all_finished(rows):
+    assert method_labels(summarise(rows, ["sds", "vsd"])) == (["sds", "vsd (4 of 5)"], [False, True])
+    finished = [r for r in rows if r["status"] == "ok"]
+    assert method_labels(summarise(finished, ["sds", "vsd"])) == (["sds", "vsd"], [False, False])
 
 
 def test_handles_right_counts_every_shape_against_its_genus(rows, tmp_path):

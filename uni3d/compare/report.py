@@ -21,8 +21,18 @@ from uni3d.compare.stats import DIVERSITY, METRICS, diversity_table, markdown_di
 THUMB = 96
 
 
+def method_labels(summary: dict) -> tuple[list[str], list[bool]]:
+    """Each method's label in the plots and whether some of its runs are not finished; such a label says how many
+    are, of how many."""
+    partial = [s["failed"]["n"] > 0 for s in summary.values()]
+    labels = [f"{k} ({s['runs']['n'] - s['failed']['n']} of {s['runs']['n']})" if part else k
+              for (k, s), part in zip(summary.items(), partial)]
+    return labels, partial
+
+
 def plot_metrics(summary: dict, path: Path) -> Path:
-    """One panel per metric: each method's mean with its bootstrap 95% interval."""
+    """One panel per metric: each method's mean with its bootstrap 95% interval. A method with runs not finished
+    is drawn hollow and gray, its label saying how many finished: its mean covers only part of the prompts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,15 +44,23 @@ def plot_metrics(summary: dict, path: Path) -> Path:
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows + 0.4), squeeze=False)
     x = np.arange(len(methods))
+    labels, partial = method_labels(summary)
     for ax, m in zip(axes.flat, metrics):
         stats = [summary[k][m.name] for k in methods]
         mean = np.array([s["mean"] for s in stats])
         lo = np.array([s["lo"] for s in stats])
         hi = np.array([s["hi"] for s in stats])
         yerr = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0)
-        ax.errorbar(x, mean, yerr=yerr, fmt="o", capsize=4, color="tab:blue")
+        for drawn in (False, True):
+            i = np.array([part == drawn for part in partial])
+            if i.any():
+                colour = "tab:gray" if drawn else "tab:blue"
+                ax.errorbar(x[i], mean[i], yerr=yerr[:, i], fmt="o", capsize=4, color=colour,
+                            markerfacecolor="white" if drawn else colour)
         ax.set_title(f"{m.label} ({'lower' if m.better == 'lower' else 'higher'} is better)", fontsize=9)
-        ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+        for tick, part in zip(ax.get_xticklabels(), partial):
+            tick.set_color("tab:gray" if part else "black")
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.grid(axis="y", alpha=0.3)
         if m.fmt == "{:.0%}" or m.name in ("fscore", "iou", "diversity"):
@@ -51,7 +69,10 @@ def plot_metrics(summary: dict, path: Path) -> Path:
             ax.text(0.5, 0.5, "no runs it applies to", ha="center", va="center", transform=ax.transAxes, color="gray")
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle("mean per method, bars: bootstrap 95% interval", fontsize=10)
+    title = "mean per method, bars: bootstrap 95% interval"
+    if any(partial):
+        title += "; hollow gray: runs not all finished (finished of all in brackets), a mean over part of the prompts"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
