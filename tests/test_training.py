@@ -143,6 +143,27 @@ def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method
     assert all(torch.equal(a, b) for a, b in zip(sa, sb))
 
 
+@pytest.mark.parametrize("method,first", [("vsd", "fake score's training"), ("uni-instruct", "teacher's pass")])
+def test_vsd_starts_the_fake_score_before_the_guidance_passes(tiny_shapes_teacher, method, first, two_threads,
+                                                              in_order_thread):
+    """VSD's fake-score gradient needs nothing of the guidance and goes to the second thread before the teacher's
+    pass; Uni-Instruct's waits for the guidance, whose pass through the fake score holds the LoRA frozen."""
+    trainer = _trainer(tiny_shapes_teacher, method, ratio_warmup=0)
+    trainer.second_thread = lambda: in_order_thread  # runs the work when it is handed over
+    order = []
+
+    def noting(what, fn):
+        def noted(*args):
+            order.append(what)
+            return fn(*args)
+        return noted
+
+    tiny_shapes_teacher.eps = noting("teacher's pass", tiny_shapes_teacher.eps)
+    trainer.fake.loss = noting("fake score's training", trainer.fake.loss)
+    trainer.train_step(0)
+    assert order[0] == first and set(order) == {"teacher's pass", "fake score's training"}
+
+
 def test_one_thread_or_overlap_off_runs_one_stream(tiny_shapes_teacher, two_threads):
     trainer = _trainer(tiny_shapes_teacher, "vsd")
     torch.set_num_threads(1)

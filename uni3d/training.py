@@ -17,7 +17,7 @@ import torch
 
 from uni3d.cameras import Cameras, CameraSampler
 from uni3d.guidance.config import GuidanceConfig
-from uni3d.guidance.distill import guidance_loss
+from uni3d.guidance.distill import draw_noise, guidance_loss
 from uni3d.scenes.base import Scene
 from uni3d.teachers.base import Conditioning, Teacher
 from uni3d.teachers.fake_score import FakeScore, FakeScoreConfig, camera_conditioning
@@ -39,10 +39,11 @@ class TrainConfig:
     fake_steps: int = 1
     """Fake-score (LoRA) steps per scene step (VSD, Uni-Instruct)."""
     overlap_fake: bool = True
-    """With two or more torch threads, compute the fake score's training gradient on a second thread while the
-    scene's gradient is back-propagated (for Uni-Instruct, through both UNets), each on half the threads: the
-    small UNet passes gain little from more cores within one operation (docs/PERFORMANCE.md). Off: one stream
-    of work on all threads. Either way a seeded run is deterministic."""
+    """With two or more torch threads, compute the fake score's training gradient on a second thread, each on half
+    the threads: for VSD beside the teacher's and the fake score's guidance passes and the scene's backward, for
+    Uni-Instruct beside the backward (through both UNets). The small UNet passes gain little from more cores
+    within one operation (docs/PERFORMANCE.md). Off: one stream of work on all threads. Either way a seeded run is
+    deterministic."""
     lr_scale: float = 1.0
     """Multiplier of every scene learning rate."""
     regularizer_weights: dict[str, float] = field(default_factory=dict)
@@ -152,19 +153,27 @@ class Trainer:
         x0 = self.teacher.encode(out.rgb)                                    # 3 teacher space (grad flows)
         cond = self.conditioning(cams)                                       # 4 prompt + camera per view
         t_render = time.perf_counter()
-        guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g)  # 5-6 scores, formula
-        losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}      # 7 named losses
-        total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
-        real = self.real_samples(g, len(cams)) if self.fake is not None else None
-        # 9a with overlap_fake, the fake score's first gradient meanwhile, on the second thread: it reads the LoRA
-        # that the UNets' backward below reads too, and nothing writes it before the fake score's step (9)
+        noise = draw_noise(self.guidance, self.teacher, x0, step, g)         # 5 diffusion times and noises
+        # 9a with overlap_fake, the fake score's first gradient meanwhile, on the second thread, from here for VSD
+        # (it needs nothing of the guidance: it runs beside the teacher's and the fake score's passes too), after
+        # the guidance for Uni-Instruct (whose pass through the fake score holds the LoRA frozen). It reads the
+        # LoRA that the passes and their backward read too, and nothing writes it before the fake score's step (9).
         beside, half = self.second_thread(), torch.get_num_threads() // 2
+        early = beside is not None and self.guidance.method == "vsd"
         first_fake: Future | None = None
-        if beside is not None:
-            threads = torch.get_num_threads() - half
-            first_fake = beside.submit(on_threads, threads, self.fake_gradients, x0.detach(), cond, real, g)
-        with torch_threads(half) if beside else nullcontext():              # half the threads each
-            try:
+        try:
+            if early:
+                first_fake = beside.submit(on_threads, torch.get_num_threads() - half, self.fake_gradients,
+                                           x0.detach(), cond, None, g)
+            with torch_threads(half) if early else nullcontext():
+                guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g, noise)  # 6 scores
+            losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}  # 7 named losses
+            total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
+            real = self.real_samples(g, len(cams)) if self.fake is not None else None
+            if beside is not None and not early:
+                first_fake = beside.submit(on_threads, torch.get_num_threads() - half, self.fake_gradients,
+                                           x0.detach(), cond, real, g)
+            with torch_threads(half) if beside else nullcontext():          # half the threads each
                 self.opt.zero_grad(set_to_none=True)
                 x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
                 if x0.requires_grad:
@@ -177,9 +186,9 @@ class Trainer:
                     self.skipped += 1
                 self.scene.post_backward(step)
                 t_update = time.perf_counter()
-            finally:
-                if first_fake is not None:
-                    wait([first_fake])  # the second thread is done before anything, an error too, goes on
+        finally:
+            if first_fake is not None:
+                wait([first_fake])  # the second thread is done before anything, an error too, goes on
         fake_losses = {}
         if self.fake is not None:                                            # 9 fake score follows the scene
             for i in range(cfg.fake_steps):

@@ -1,4 +1,4 @@
-"""The LoRA fake score shares the teacher's UNet, and owns nothing of it."""
+"""The LoRA fake score shares the teacher's UNet weights, and owns nothing of them."""
 
 import pytest
 import torch
@@ -45,7 +45,7 @@ def test_encoder_features_are_the_full_pass_features_without_the_decoder(teacher
     t = torch.tensor([100, 600])
     _, mid = fake._forward(x0, t, cond)
     ran = []
-    hook = teacher.unet.up_blocks[0].register_forward_hook(lambda *a: ran.append(1))
+    hook = fake.unet.up_blocks[0].register_forward_hook(lambda *a: ran.append(1))
     try:
         features = fake.encoder_features(x0, t, cond)
     finally:
@@ -54,6 +54,25 @@ def test_encoder_features_are_the_full_pass_features_without_the_decoder(teacher
     torch.testing.assert_close(features, mid.detach(), atol=1e-5, rtol=1e-5)
     eps_F, logit = fake.eps(x0, t, cond)  # the hook lets a full pass through afterwards
     assert eps_F.shape == x0.shape and logit.shape == (2,)
+
+
+def test_passes_switch_nothing_and_keep_their_features_to_their_thread(teacher):
+    """The fake score runs its own module tree over the teacher's very weights: a teacher pass and a fake-score
+    pass may run at once on two threads, and the mid-block features a pass captures stay with its thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = FakeScore(teacher)
+    assert fake.unet is not teacher.unet
+    own = {id(p) for p in fake.camera_embedding.parameters()}
+    assert {id(p) for p in fake.unet.parameters()} == {id(p) for p in teacher.unet.parameters()} | own  # no copy
+    assert all(p.requires_grad for p in fake.lora_parameters())
+    x0, cond = _inputs(teacher)
+    t = torch.tensor([100, 600])
+    with ThreadPoolExecutor(1) as pool:  # a pass on another thread captures its features there, and leaves them
+        pool.submit(teacher.unet_eps, x0, t, cond.text, cond.camera, fake.unet).result()
+    assert fake._take_mid() is None
+    teacher.unet_eps(x0, t, cond.text, cond.camera, fake.unet)  # the same pass here: its features are here
+    assert fake._take_mid() is not None
 
 
 def test_checkpoint_holds_only_the_adapter(teacher):
@@ -162,7 +181,8 @@ def test_pathwise_terms_reach_the_render_through_both_networks(tiny_shapes_teach
         for p in fake.lora_parameters():
             p.add_(0.05 * torch.randn_like(p))
     calls = []
-    teacher.unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(gi[0].shape[0]))
+    for unet in (teacher.unet, fake.unet):  # the teacher's passes, the fake score's
+        unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(gi[0].shape[0]))
     rgb = torch.rand(2, 3, 16, 16, requires_grad=True)
     _, cond = _inputs(teacher)
     cfg = GuidanceConfig(method="uni-instruct", divergence="rkl", di=False, cross=False, normalise=False, cfg_scale=2.0)
@@ -178,7 +198,8 @@ def test_sds_and_vsd_never_differentiate_the_networks(tiny_shapes_teacher):
     teacher = tiny_shapes_teacher
     fake = FakeScore(teacher)
     calls = []
-    teacher.unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(1))
+    for unet in (teacher.unet, fake.unet):
+        unet.conv_in.register_full_backward_hook(lambda m, gi, go: calls.append(1))
     _, cond = _inputs(teacher)
     for method in ("sds", "vsd"):
         rgb = torch.rand(2, 3, 16, 16, requires_grad=True)

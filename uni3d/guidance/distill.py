@@ -49,6 +49,16 @@ def repeat_for_draws(x0: torch.Tensor, cond: Conditioning, k: int) -> tuple[torc
     return x0.repeat(k, *[1] * (x0.dim() - 1)), Conditioning.cat([cond] * k)
 
 
+def draw_noise(cfg: GuidanceConfig, teacher: Teacher, x0: torch.Tensor, step: int,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diffusion times ``t`` and noises ``eps`` of a guidance step on ``x0`` (B, ...): ``cfg.noise_draws``
+    per view, the draws of one view ``B`` apart (``repeat_for_draws``' order)."""
+    b = x0.shape[0] * cfg.noise_draws
+    t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
+    eps = torch.randn((b, *x0.shape[1:]), generator=generator).to(x0)
+    return t, eps
+
+
 def guidance_loss(
     cfg: GuidanceConfig,
     teacher: Teacher,
@@ -57,17 +67,18 @@ def guidance_loss(
     cond: Conditioning,
     step: int,
     generator: torch.Generator | None = None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> GuidanceResult:
     """The guidance loss of ``x0`` (B, ...) in the teacher's space; its gradient reaches ``x0`` only.
 
     SDS and VSD run both networks without gradient and apply their gradient through the surrogate
     loss; Uni-Instruct's SIM and FGM terms differentiate through both networks (weights frozen).
+    ``noise``: ``draw_noise``'s ``(t, eps)``, drawn beforehand; by default drawn here from ``generator``.
     """
+    t, eps = noise if noise is not None else draw_noise(cfg, teacher, x0, step, generator)
     if cfg.noise_draws > 1:  # the mean loss over the copies averages the draws' gradients
         x0, cond = repeat_for_draws(x0, cond, cfg.noise_draws)
     b = x0.shape[0]
-    t = cfg.sample_t(b, step, teacher.num_train_timesteps, generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator).to(x0)
     a_t, s_t = (v.to(x0) for v in teacher.a_s(t))
     w = cfg.weight(a_t, s_t)
     if cfg.grad_clip > 0 and x0.requires_grad:

@@ -3,7 +3,10 @@
 Nothing here computes guidance: a training step renders the datamanager's orbit views with the uni3d scene
 (``get_outputs``) and hands them to ``uni3d.guidance.distill.guidance_loss``, with the conditioning, the
 fake-score loss and the Uni-Instruct real samples of a ``uni3d.training.Trainer`` (``get_loss_dict``);
-nerfstudio's trainer owns the clock, the optimizers and the checkpoints.
+nerfstudio's trainer owns the clock, the optimizers and the checkpoints. With two or more torch threads the fake
+score's gradient is computed on a second thread while nerfstudio back-propagates the scene's loss (for VSD from
+before the guidance passes), as in ``uni3d generate``; ``uni3d.nerfstudio.trainer`` waits for it before the
+optimizers step.
 
 The teacher and the uni3d Trainer that holds it live in a plain attribute, outside the module tree, so they
 appear in neither ``state_dict()`` nor ``parameters()``; they load on first use, so the viewer of a finished
@@ -23,7 +26,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from torch.nn import Parameter
 
 from uni3d.guidance.config import GuidanceConfig
-from uni3d.guidance.distill import guidance_loss
+from uni3d.guidance.distill import draw_noise, guidance_loss
 from uni3d.nerfstudio.cameras import from_nerfstudio, rays_to_uni3d
 from uni3d.scenes.nerf import NeRFConfig, NeRFScene
 from uni3d.teachers.fake_score import FakeScoreConfig
@@ -58,8 +61,8 @@ class Uni3DModelConfig(ModelConfig):
     """Rays per chunk when rendering for the viewer."""
     overlap_fake: bool = True
     """With two or more torch threads, compute the fake score's training gradient on a second thread while
-    nerfstudio back-propagates the scene's loss, each on half the threads (as uni3d generate --overlap-fake).
-    Off: the fake score's loss joins the scene's in one backward."""
+    nerfstudio back-propagates the scene's loss (for VSD, while the guidance passes run too), each on half the
+    threads (as uni3d generate --overlap-fake). Off: the fake score's loss joins the scene's in one backward."""
 
 
 class _Outside:
@@ -173,17 +176,21 @@ class Uni3DModel(Model):
         cams, g, step, out = batch["cameras"], batch["generator"], batch["step"], outputs["render"]
         x0 = u.teacher.encode(out.rgb)
         cond = u.conditioning(cams)
-        guided = guidance_loss(u.guidance, u.teacher, u.fake, x0, cond, step, g)
+        self.join_fake()  # a step that failed between here and the optimizers left one behind
+        noise = draw_noise(u.guidance, u.teacher, x0, step, g)
+        trains_fake = u.fake is not None and self.training
+        beside = u.second_thread() if trains_fake else None
+        if beside is not None and u.guidance.method == "vsd":  # as in uni3d's step: beside the guidance passes too
+            self.outside.beside = _Beside(beside, u.fake_gradients, x0.detach(), cond, None, g)
+        guided = guidance_loss(u.guidance, u.teacher, u.fake, x0, cond, step, g, noise)
         weights = u.cfg.regularizer_weights
         losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}
         losses = {k: weights.get(k, 1.0) * v for k, v in losses.items()}
-        if u.fake is not None and self.training:
+        if trains_fake:
             real = u.real_samples(g, len(cams))
-            self.join_fake()  # a step that failed between here and the optimizers left one behind
-            beside = u.second_thread()
             if beside is None:
                 losses.update(u.fake.loss(x0.detach(), cond, real, g))
-            else:  # its losses come from join_fake, its gradient is in .grad by then
+            elif self.outside.beside is None:  # its losses come from join_fake, its gradient is in .grad by then
                 self.outside.beside = _Beside(beside, u.fake_gradients, x0.detach(), cond, real, g)
         if metrics_dict is not None:
             metrics_dict.update({"t": float(guided.t.float().mean()), **guided.stats})

@@ -121,8 +121,10 @@ class Teacher(nn.Module, ABC):
 
     # --- noise prediction ------------------------------------------------------------------
     @abstractmethod
-    def unet_eps(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor, camera: torch.Tensor | None) -> torch.Tensor:
-        """One raw pass of the UNet (no guidance). The fake score calls this with its LoRA on."""
+    def unet_eps(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor, camera: torch.Tensor | None,
+                 unet: nn.Module | None = None) -> torch.Tensor:
+        """One raw pass of the UNet (no guidance); the fake score passes ``unet``, its own copy of the module tree
+        with the LoRA on."""
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, cfg_scale: float) -> torch.Tensor:
         """Classifier-free guided noise prediction, cond and uncond batched in one pass:

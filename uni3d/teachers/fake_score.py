@@ -1,14 +1,18 @@
 """The fake score: the student's own diffusion model, a LoRA on the teacher's UNet (ProlificDreamer).
 
-One UNet in memory serves as teacher and fake score: the LoRA adapter (peft) and a camera
-embedding are switched on only inside :meth:`FakeScore.active`. The fake score is trained online
-by noise-prediction MSE on detached renders with camera dropout, and carries the density-ratio
-head of Uni-Instruct on its mid-block features. Its checkpoint holds the LoRA, the camera
-embedding and the ratio head, never the teacher.
+One set of UNet weights in memory serves as teacher and fake score. The LoRA adapter (peft) is added to the
+teacher's UNet and switched off there for good; the fake score runs its own copy of the module tree, which holds
+the very same parameters (the teacher's and the LoRA's) with the LoRA on and a camera embedding added. Nothing is
+switched from pass to pass, so a teacher pass and fake-score passes may run at once on different threads. The fake
+score is trained online by noise-prediction MSE on detached renders with camera dropout, and carries the
+density-ratio head of Uni-Instruct on its mid-block features. Its checkpoint holds the LoRA, the camera embedding
+and the ratio head, never the teacher.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -122,47 +126,29 @@ class FakeScore(nn.Module):
             r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
             target_modules=list(config.targets),
         ), adapter_name=ADAPTER)
-        unet.disable_adapters()
+        unet.disable_adapters()  # the teacher's passes: for good
         time_dim = unet.time_embedding.linear_2.out_features
         self.camera_embedding = CameraEmbedding(time_dim)
         self.ratio_head = RatioHead(unet.config.block_out_channels[-1])
         self.to(teacher.device)
-        self._mid: torch.Tensor | None = None
-        unet.mid_block.register_forward_hook(self._capture_mid)
-        self._active = False
-        self._stop_at_mid = False
-        self._lora_trainable = True  # False inside frozen(); active() keeps the LoRA's requires_grad to it
+        fake_unet = shared_copy(unet)
+        fake_unet.enable_adapters()
+        fake_unet.class_embedding = _SumEmbedding(unet.class_embedding, self.camera_embedding)
+        fake_unet.mid_block.register_forward_hook(self._capture_mid)
+        object.__setattr__(self, "unet", fake_unet)  # not a submodule: its weights are the teacher's
+        self._here = threading.local()  # per thread: the mid-block features of its last pass, and stop_at_mid
         for p in self.lora_parameters():
-            p.requires_grad_(True)
+            p.requires_grad_(True)  # peft's disable_adapters cleared it; nothing switches it again but frozen()
 
-    # --- switching ---------------------------------------------------------------------------
+    # --- the mid-block features ------------------------------------------------------------------
     def _capture_mid(self, module, inputs, output) -> None:
-        if self._active:
-            self._mid = output
-            if self._stop_at_mid:
-                raise _StopAtMid
+        self._here.mid = output
+        if getattr(self._here, "stop_at_mid", False):
+            raise _StopAtMid
 
-    @contextmanager
-    def active(self):
-        """Inside: the UNet is the fake score (LoRA on, camera embedding added)."""
-        unet = self.teacher.unet
-        original = unet.class_embedding
-        unet.enable_adapters()  # marks the LoRA trainable, even inside frozen()
-        for p in self.lora_parameters():
-            p.requires_grad_(self._lora_trainable)
-        unet.class_embedding = _SumEmbedding(original, self.camera_embedding)
-        self._active = True
-        try:
-            yield
-        finally:
-            self._active = False
-            unet.class_embedding = original
-            unet.disable_adapters()
-            # peft's disable_adapters clears requires_grad of the LoRA weights, and autograd accumulates no
-            # gradient into a leaf that no longer requires it: the backward of the fake's loss comes after
-            # this block, so the flag is put back (a disabled adapter is not in the forward either way).
-            for p in self.lora_parameters():
-                p.requires_grad_(self._lora_trainable)
+    def _take_mid(self) -> torch.Tensor | None:
+        mid, self._here.mid = getattr(self._here, "mid", None), None
+        return mid
 
     def lora_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.teacher.unet.named_parameters() if "lora_" in n]
@@ -175,13 +161,11 @@ class FakeScore(nn.Module):
         """Inside: no gradient reaches the fake score's own weights (the generator's losses)."""
         params = self.trainable_parameters()
         flags = [p.requires_grad for p in params]
-        trainable, self._lora_trainable = self._lora_trainable, False
         for p in params:
             p.requires_grad_(False)
         try:
             yield
         finally:
-            self._lora_trainable = trainable
             for p, f in zip(params, flags):
                 p.requires_grad_(f)
 
@@ -189,10 +173,8 @@ class FakeScore(nn.Module):
     def _forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """The fake score's noise prediction and its mid-block features."""
         camera = cond.camera if cond.camera is not None else torch.zeros(len(cond), CAMERA_FEATURES)
-        with self.active():
-            out = self.teacher.unet_eps(x_t, t, cond.text, camera.to(x_t))
-            mid, self._mid = self._mid, None
-        return out, mid
+        out = self.teacher.unet_eps(x_t, t, cond.text, camera.to(x_t), unet=self.unet)
+        return out, self._take_mid()
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """``eps_F(x_t, t, camera)`` and the ratio head's logit ``log(p/q)`` per sample."""
@@ -201,16 +183,15 @@ class FakeScore(nn.Module):
 
     def encoder_features(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """The fake score's mid-block features of ``x_t``, without gradient; the decoder is not run."""
-        self._stop_at_mid = True
+        self._here.stop_at_mid = True
         try:
             with torch.no_grad():
                 self._forward(x_t, t, cond)
         except _StopAtMid:
             pass
         finally:
-            self._stop_at_mid = False
-        mid, self._mid = self._mid, None
-        return mid
+            self._here.stop_at_mid = False
+        return self._take_mid()
 
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         T = self.teacher.num_train_timesteps
@@ -262,6 +243,12 @@ class FakeScore(nn.Module):
         set_peft_model_state_dict(self.teacher.unet, state["lora"], adapter_name=ADAPTER)
         self.camera_embedding.load_state_dict(state["camera_embedding"])
         self.ratio_head.load_state_dict({"mean_ratio": torch.tensor(0.0), **state["ratio_head"]})  # older runs
+
+
+def shared_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s tree of modules that holds the same parameters and buffers, not copies of them."""
+    memo = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    return copy.deepcopy(module, memo)
 
 
 def camera_conditioning(teacher: Teacher, prompt: str, cams: Cameras) -> Conditioning:

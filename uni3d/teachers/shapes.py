@@ -117,11 +117,11 @@ class ShapesTeacher(Teacher):
         uncond = self.embed("").expand(b, -1, -1)
         return Conditioning(text, uncond, camera_features(cams, b).to(text))
 
-    def unet_eps(self, x_t, t, text, camera):
+    def unet_eps(self, x_t, t, text, camera, unet=None):
         if camera is None:
             camera = torch.zeros(x_t.shape[0], self.meta.camera_features, dtype=x_t.dtype, device=x_t.device)
         camera = camera.to(x_t.dtype)
         tokens = text.to(x_t.dtype)
         if self.camera_encoder is not None:
             tokens = torch.cat([tokens, self.camera_encoder(camera).to(x_t.dtype)], dim=1)
-        return self.unet(x_t, t, encoder_hidden_states=tokens, class_labels=camera).sample
+        return (self.unet if unet is None else unet)(x_t, t, encoder_hidden_states=tokens, class_labels=camera).sample

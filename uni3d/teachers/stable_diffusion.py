@@ -94,10 +94,11 @@ class StableDiffusionTeacher(Teacher):
             text = self.embed(prompt).expand(b, -1, -1)
         return Conditioning(text, self.embed("").expand(b, -1, -1), None)
 
-    def unet_eps(self, x_t, t, text, camera):
+    def unet_eps(self, x_t, t, text, camera, unet=None):
+        unet = self.unet if unet is None else unet
         kwargs = {}
-        if getattr(self.unet, "class_embedding", None) is not None:
-            # A fake score may attach a camera embedding here; the frozen teacher never sees one.
+        if getattr(unet, "class_embedding", None) is not None:
+            # The fake score's UNet has a camera embedding here; the frozen teacher never sees one.
             kwargs["class_labels"] = camera
-        out = self.unet(x_t.to(self.unet.dtype), t, encoder_hidden_states=text.to(self.unet.dtype), **kwargs).sample
+        out = unet(x_t.to(unet.dtype), t, encoder_hidden_states=text.to(unet.dtype), **kwargs).sample
         return out.to(x_t.dtype)
