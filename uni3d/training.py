@@ -118,8 +118,8 @@ class Trainer:
         """Seconds summed over steps: render (cameras, scene forward, conditioning), guidance (teacher and fake
         passes, the formula, the backward through the UNets down to x0), scene_backward (from x0 into the scene; for a latent
         teacher through its encoder),
-        scene_update (optimizer, occupancy), fake (the fake score's own steps; with overlap_fake, what of them
-        the scene's backward and update did not hide)."""
+        scene_update (optimizer, occupancy), fake (the fake score's own steps; with overlap_fake, what of them the
+        first thread's work did not hide)."""
 
     # --- data -------------------------------------------------------------------------------
     def cameras(self, g: torch.Generator) -> Cameras:
