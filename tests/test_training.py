@@ -123,8 +123,9 @@ def _state(trainer):
 
 @pytest.mark.parametrize("method", ["vsd", "uni-instruct"])
 def test_overlapped_fake_score_step_is_the_step_in_order(tiny_shapes_dir, method, two_threads, in_order_thread):
-    """With two threads the fake score's gradient is computed beside the scene's backward; the result is the
-    same step computed one part after the other (no race on the shared UNet, the same random draws)."""
+    """With two threads the fake score's gradient is computed beside the scene's backward (VSD's beside its guidance
+    passes too); the result is the same step computed one part after the other (no race on the shared weights,
+    the same random draws)."""
     from uni3d.teachers.shapes import ShapesTeacher
 
     runs = {}
