@@ -156,9 +156,8 @@ def nerfstudio_section(data: dict) -> list[str]:
         f"Measured by `.venv-ns/bin/{data['command']}` on {data['threads']} threads: each method's `ns-train` configuration",
         "stepped by uni3d's nerfstudio Trainer (its training iteration and callbacks, without the viewer), with the",
         "fake score's gradient computed on a second thread during nerfstudio's backward, for VSD during the guidance",
-        "passes too (`--pipeline.model.overlap-fake`,",
-        "the default) and without. Seconds, each the median over the steps after the first five of "
-        f"{data['steps']}.",
+        "passes too (`--pipeline.model.overlap-fake`, the default), and without. Seconds, each the median over the steps",
+        f"after the first five of {data['steps']}.",
         "",
         "| method | overlap | one stream | one stream / overlap |",
         "|---|---|---|---|",
