@@ -8,9 +8,10 @@ compare --out DIR`'s DIR/runs/METHOD, or records in docs/benchmark/runs/METHOD, 
     git worktree add /tmp/before REV
     python scripts/compare_records.py /tmp/before/docs/benchmark/runs/vsd runs/trial/runs/vsd
 
-Only runs found in both are compared; --prompts (prompt sets too: full, under, ...) and --seeds narrow them. Each is
-scored as the benchmark scores it (scripts/benchmark.py: the quality bar, Chamfer-L1 below 0.025); prints a markdown table of the runs and the totals, per shape too, and for
-under-specified prompts the diversity of each side over the seeds both have, as the benchmark's diversity table.
+Only runs found in both are compared; --prompts (prompt sets too: full, under, ...) and --seeds narrow them. Each
+is scored as the benchmark scores it (scripts/benchmark.py: the quality bar, Chamfer-L1 below 0.025); prints a
+markdown table of the runs and the totals, per shape too, and for under-specified prompts the diversity of each
+side over the seeds both have, as the benchmark's diversity table.
 """
 
 from __future__ import annotations

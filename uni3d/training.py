@@ -9,7 +9,7 @@ import json
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,29 @@ def on_threads(n: int, fn, *args):
         return fn(*args)
 
 
+class FakeBeside:
+    """The fake score's gradient (``Trainer.fake_gradients``) being computed on the overlap's second thread; from
+    here until ``wait`` the calling thread runs on the other half of the torch threads."""
+
+    def __init__(self, pool: ThreadPoolExecutor, work, *args):
+        self.before = torch.get_num_threads()
+        half = self.before // 2
+        self.future: Future = pool.submit(on_threads, self.before - half, work, *args)
+        torch.set_num_threads(half)
+
+    def wait(self) -> None:
+        """Until the second thread is done (an error there too, left for ``result``); the threads put back."""
+        try:
+            wait([self.future])
+        finally:
+            torch.set_num_threads(self.before)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        """The fake score's losses, its gradient in its parameters' ``.grad``; an error there is raised here."""
+        self.wait()
+        return self.future.result()
+
+
 class Interrupted(Exception):
     """Raised after a checkpoint when SIGINT / SIGTERM arrived."""
 
@@ -158,37 +181,32 @@ class Trainer:
         # (it needs nothing of the guidance: it runs beside the teacher's and the fake score's passes too), after
         # the guidance for Uni-Instruct (whose pass through the fake score holds the LoRA frozen). It reads the
         # LoRA that the passes and their backward read too, and nothing writes it before the fake score's step (9).
-        beside, half = self.second_thread(), torch.get_num_threads() // 2
-        early = beside is not None and self.guidance.method == "vsd"
-        first_fake: Future | None = None
+        beside = self.second_thread()
+        first_fake: FakeBeside | None = None
         try:
-            if early:
-                first_fake = beside.submit(on_threads, torch.get_num_threads() - half, self.fake_gradients,
-                                           x0.detach(), cond, None, g)
-            with torch_threads(half) if early else nullcontext():
-                guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g, noise)  # 6 scores
+            if beside is not None and self.fake_needs_no_guidance():
+                first_fake = FakeBeside(beside, self.fake_gradients, x0.detach(), cond, None, g)
+            guided = guidance_loss(self.guidance, self.teacher, self.fake, x0, cond, step, g, noise)  # 6 scores
             losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}  # 7 named losses
             total = sum(cfg.regularizer_weights.get(k, 1.0) * v for k, v in losses.items())
             real = self.real_samples(g, len(cams)) if self.fake is not None else None
-            if beside is not None and not early:
-                first_fake = beside.submit(on_threads, torch.get_num_threads() - half, self.fake_gradients,
-                                           x0.detach(), cond, real, g)
-            with torch_threads(half) if beside else nullcontext():          # half the threads each
-                self.opt.zero_grad(set_to_none=True)
-                x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
-                if x0.requires_grad:
-                    x0.register_hook(lambda grad: x0_grad_at.append(time.perf_counter()))
-                total.backward()
-                t_guidance = time.perf_counter()
-                if self._grads_finite():                                     # 8 NaN guard
-                    self.opt.step()
-                else:
-                    self.skipped += 1
-                self.scene.post_backward(step)
-                t_update = time.perf_counter()
+            if beside is not None and first_fake is None:
+                first_fake = FakeBeside(beside, self.fake_gradients, x0.detach(), cond, real, g)
+            self.opt.zero_grad(set_to_none=True)
+            x0_grad_at = []  # when the gradient reaches x0: the UNets' backward is done, the scene's starts
+            if x0.requires_grad:
+                x0.register_hook(lambda grad: x0_grad_at.append(time.perf_counter()))
+            total.backward()
+            t_guidance = time.perf_counter()
+            if self._grads_finite():                                         # 8 NaN guard
+                self.opt.step()
+            else:
+                self.skipped += 1
+            self.scene.post_backward(step)
+            t_update = time.perf_counter()
         finally:
             if first_fake is not None:
-                wait([first_fake])  # the second thread is done before anything, an error too, goes on
+                first_fake.wait()  # the second thread is done before anything, an error too, goes on
         fake_losses = {}
         if self.fake is not None:                                            # 9 fake score follows the scene
             for i in range(cfg.fake_steps):
@@ -204,6 +222,12 @@ class Trainer:
             self.timings[k] = self.timings.get(k, 0.0) + v
         return {**{k: float(v.detach()) for k, v in {**losses, **fake_losses}.items()},
                 "t": float(guided.t.float().mean()), **guided.stats}
+
+    def fake_needs_no_guidance(self) -> bool:
+        """Whether the fake score's gradient may start before the guidance: VSD's needs nothing of it, while
+        Uni-Instruct's needs the teacher samples drawn after it, and its guidance's pass through the fake score holds
+        the LoRA frozen."""
+        return self.guidance.method == "vsd"
 
     def second_thread(self) -> ThreadPoolExecutor | None:
         """The thread of ``overlap_fake`` (made on first use), or None when the step runs as one stream."""

@@ -30,7 +30,7 @@ from uni3d.guidance.distill import draw_noise, guidance_loss
 from uni3d.nerfstudio.cameras import from_nerfstudio, rays_to_uni3d
 from uni3d.scenes.nerf import NeRFConfig, NeRFScene
 from uni3d.teachers.fake_score import FakeScoreConfig
-from uni3d.training import TrainConfig, Trainer, on_threads
+from uni3d.training import FakeBeside, TrainConfig, Trainer
 
 FAKE_PREFIX = "fake_score."
 """State-dict prefix of the fake score's adapter state (never the teacher's weights)."""
@@ -71,25 +71,7 @@ class _Outside:
     def __init__(self):
         self.trainer = None  # uni3d.training.Trainer, built on first use
         self.pending_fake: dict | None = None  # fake-score state loaded before the fake score existed
-        self.beside: _Beside | None = None  # this step's fake-score gradient, being computed on the second thread
-
-
-class _Beside:
-    """The fake score's gradient being computed on the overlap's second thread; until ``join`` the calling thread
-    runs on the other half of the torch threads."""
-
-    def __init__(self, pool, work, *args):
-        self.before = torch.get_num_threads()
-        half = self.before // 2
-        self.future = pool.submit(on_threads, self.before - half, work, *args)
-        torch.set_num_threads(half)
-
-    def join(self) -> dict[str, torch.Tensor]:
-        """The fake score's losses, once its gradient is in its parameters' ``.grad``; an error there is raised here."""
-        try:
-            return self.future.result()
-        finally:
-            torch.set_num_threads(self.before)
+        self.beside: FakeBeside | None = None  # this step's fake-score gradient, being computed on the second thread
 
 
 class Uni3DModel(Model):
@@ -180,8 +162,8 @@ class Uni3DModel(Model):
         noise = draw_noise(u.guidance, u.teacher, x0, step, g)
         trains_fake = u.fake is not None and self.training
         beside = u.second_thread() if trains_fake else None
-        if beside is not None and u.guidance.method == "vsd":  # as in uni3d's step: beside the guidance passes too
-            self.outside.beside = _Beside(beside, u.fake_gradients, x0.detach(), cond, None, g)
+        if beside is not None and u.fake_needs_no_guidance():  # as in uni3d's step: beside the guidance passes too
+            self.outside.beside = FakeBeside(beside, u.fake_gradients, x0.detach(), cond, None, g)
         guided = guidance_loss(u.guidance, u.teacher, u.fake, x0, cond, step, g, noise)
         weights = u.cfg.regularizer_weights
         losses = {"loss_guidance": guided.loss, **self.scene.regularizers(out, step)}
@@ -191,7 +173,7 @@ class Uni3DModel(Model):
             if beside is None:
                 losses.update(u.fake.loss(x0.detach(), cond, real, g))
             elif self.outside.beside is None:  # its losses come from join_fake, its gradient is in .grad by then
-                self.outside.beside = _Beside(beside, u.fake_gradients, x0.detach(), cond, real, g)
+                self.outside.beside = FakeBeside(beside, u.fake_gradients, x0.detach(), cond, real, g)
         if metrics_dict is not None:
             metrics_dict.update({"t": float(guided.t.float().mean()), **guided.stats})
         return losses
@@ -200,7 +182,7 @@ class Uni3DModel(Model):
         """Wait for the fake-score gradient that ``get_loss_dict`` left computing on the second thread; its losses
         (none when there was none: one thread, overlap off, SDS, or already joined)."""
         beside, self.outside.beside = self.outside.beside, None
-        return beside.join() if beside is not None else {}
+        return beside.result() if beside is not None else {}
 
     def get_image_metrics_and_images(self, outputs, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         return {}, {"rgb": outputs["rgb"]}
